@@ -40,6 +40,8 @@ export interface CandidateCreative {
 export interface CandidateAd {
   adGroupId: number;
   advertiserId: number;
+  /** The strategy id this ad is bound to on the media (Tencent AdInfo.out_target_id); empty when not bound. */
+  outTargetId: string;
   creatives: CandidateCreative[];
 }
 

@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Engine configuration: one validated object, built from defaults, an optional JSON file (`--config FILE` or
+ * RTA_CONFIG) and a few environment overrides. Every number an operator tunes lives here, with its default.
+ */
+
+const REPO_ROOT = new URL('../', import.meta.url).pathname;
+const fromRoot = (path: string) => resolve(REPO_ROOT, path);
+
+const port = z.number().int().min(0).max(65535);
+const idKind = z.enum(['oaid_md5', 'imei_md5', 'idfa_md5', 'android_id_md5', 'mac_md5', 'caid_md5']);
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        host: z.string().default('0.0.0.0'),
+        port: port.default(8080),
+        adminHost: z.string().default('127.0.0.1'),
+        adminPort: port.default(8081),
+        /** Larger bodies get 413 and the connection is closed. */
+        maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+        /** On SIGTERM, how long in-flight requests may take before the process exits anyway. */
+        drainTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
+      })
+      .strict()
+      .prefault({}),
+    engine: z
+      .object({
+        /** Scores must be back this long after the request body arrived, or the fallback answers. */
+        scoreDeadlineMicros: z.number().int().min(100).max(50_000).default(1_500),
+        /** What a request whose scores missed the deadline gets: a reject (code 6) or a neutral take (coefficient 1.0). */
+        fallback: z.enum(['reject', 'neutral']).default('reject'),
+        /** Device ids are tried as lookup keys in this order; the first one found in the store wins. */
+        deviceIdOrder: z.array(idKind).min(1).default(['oaid_md5', 'imei_md5', 'idfa_md5', 'caid_md5', 'android_id_md5', 'mac_md5']),
+      })
+      .strict()
+      .prefault({}),
+    scoring: z
+      .object({
+        threads: z.number().int().min(1).max(64).default(1),
+        /** A micro-batch is sent to a worker when it reaches this size, or at the end of the event-loop turn. */
+        maxBatch: z.number().int().min(1).max(4096).default(64),
+        manifest: z.string().default('data/models/manifest.json'),
+      })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({
+        kind: z.enum(['embedded']).default('embedded'),
+        snapshot: z.string().default('data/generated/devices.snapshot'),
+        profileSchema: z.string().default('data/profile-schema.json'),
+      })
+      .strict()
+      .prefault({}),
+    strategies: z.string().default('data/strategies.json'),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Environment variables that override one config path each. */
+const ENV_OVERRIDES: Record<string, { path: [string, string]; kind: 'int' | 'string' }> = {
+  HOST: { path: ['server', 'host'], kind: 'string' },
+  PORT: { path: ['server', 'port'], kind: 'int' },
+  ADMIN_HOST: { path: ['server', 'adminHost'], kind: 'string' },
+  ADMIN_PORT: { path: ['server', 'adminPort'], kind: 'int' },
+  RTA_MAX_BODY_BYTES: { path: ['server', 'maxBodyBytes'], kind: 'int' },
+  RTA_SCORE_DEADLINE_MICROS: { path: ['engine', 'scoreDeadlineMicros'], kind: 'int' },
+  RTA_FALLBACK: { path: ['engine', 'fallback'], kind: 'string' },
+  RTA_SCORING_THREADS: { path: ['scoring', 'threads'], kind: 'int' },
+  RTA_SCORING_MAX_BATCH: { path: ['scoring', 'maxBatch'], kind: 'int' },
+  RTA_MODEL_MANIFEST: { path: ['scoring', 'manifest'], kind: 'string' },
+  RTA_DEVICE_SNAPSHOT: { path: ['store', 'snapshot'], kind: 'string' },
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv } = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.RTA_CONFIG;
+  let raw: Record<string, Record<string, unknown> | unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`config file ${file}: ${(err as Error).message}`);
+    }
+    try {
+      raw = JSON.parse(text) as typeof raw;
+    } catch (err) {
+      throw new ConfigError(`config file ${file}: not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`config file ${file}: must hold a JSON object`);
+  }
+  for (const [name, { path, kind }] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    let parsed: string | number = value;
+    if (kind === 'int') {
+      if (!/^\d+$/.test(value)) throw new ConfigError(`environment ${name}="${value}": expected a whole number`);
+      parsed = Number(value);
+    }
+    const section = (raw[path[0]] ??= {}) as Record<string, unknown>;
+    section[path[1]] = parsed;
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const where = file ? `config (${file} + environment)` : 'config (environment)';
+    const lines = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ConfigError(`${where} is invalid:\n${lines.join('\n')}`);
+  }
+  const config = result.data;
+  config.scoring.manifest = fromRoot(config.scoring.manifest);
+  config.store.snapshot = fromRoot(config.store.snapshot);
+  config.store.profileSchema = fromRoot(config.store.profileSchema);
+  config.strategies = fromRoot(config.strategies);
+  return config;
+}

@@ -1,0 +1,140 @@
+import { Os } from '../engine/types.js';
+import { readField, type ProfileSchema } from '../store/profile-schema.js';
+import type { DeviceView } from './device-view.js';
+import type { Condition, Range } from './schema.js';
+
+/**
+ * Compiles a strategy condition into a predicate once, at load time, so a request only runs small closures over
+ * integers. Unknown names (flags, fields, models) are refused here with the path that used them.
+ */
+export interface CompiledCondition {
+  /** Needs model scores, so it can only run after scoring. */
+  needsScores: boolean;
+  test(view: DeviceView): boolean;
+}
+
+export interface ConditionScope {
+  profile: ProfileSchema;
+  /** Index of a model's score in the scores array, by model name. */
+  modelIndex: ReadonlyMap<string, number>;
+}
+
+const OS_BY_NAME = { android: Os.ANDROID, ios: Os.IOS, other: Os.OTHER, unknown: Os.UNKNOWN } as const;
+
+export function compileCondition(condition: Condition, scope: ConditionScope, where: string): CompiledCondition {
+  const parts: CompiledCondition[] = [];
+  if (condition.os) {
+    const allowed = new Set<number>(condition.os.map((name) => OS_BY_NAME[name]));
+    parts.push({ needsScores: false, test: (v) => allowed.has(v.os) });
+  }
+  if (condition.known !== undefined) {
+    const known = condition.known;
+    parts.push({ needsScores: false, test: (v) => v.known === known });
+  }
+  if (condition.flagsAll) {
+    const mask = flagMask(condition.flagsAll, scope, `${where}.flagsAll`);
+    parts.push({ needsScores: false, test: (v) => (v.flags & mask) === mask });
+  }
+  if (condition.flagsAny) {
+    const mask = flagMask(condition.flagsAny, scope, `${where}.flagsAny`);
+    parts.push({ needsScores: false, test: (v) => (v.flags & mask) !== 0 });
+  }
+  if (condition.flagsNone) {
+    const mask = flagMask(condition.flagsNone, scope, `${where}.flagsNone`);
+    parts.push({ needsScores: false, test: (v) => (v.flags & mask) === 0 });
+  }
+  for (const [name, range] of Object.entries(condition.fields ?? {})) {
+    const field = resolve(() => scope.profile.field(name), `${where}.fields.${name}`);
+    const inRange = rangeTest(range);
+    parts.push({ needsScores: false, test: (v) => inRange(v.known ? readField(v.records, v.recordOffset, field) : NaN) });
+  }
+  for (const [model, range] of Object.entries(condition.scores ?? {})) {
+    const index = scope.modelIndex.get(model);
+    if (index === undefined)
+      throw new Error(`${where}.scores.${model}: no model "${model}" in the model manifest (known: ${[...scope.modelIndex.keys()].join(', ')})`);
+    const inRange = rangeTest(range);
+    parts.push({ needsScores: true, test: (v) => inRange(v.scores[v.scoresOffset + index]!) });
+  }
+  if (condition.platformExperimentsAny) {
+    const wanted = new Set(condition.platformExperimentsAny);
+    parts.push({
+      needsScores: false,
+      test: (v) => {
+        for (const id of v.platformExperimentIds) if (wanted.has(id)) return true;
+        return false;
+      },
+    });
+  }
+  if (condition.anyOf) {
+    const options = condition.anyOf.map((c, i) => compileCondition(c, scope, `${where}.anyOf[${i}]`));
+    parts.push({
+      needsScores: options.some((o) => o.needsScores),
+      test: (v) => {
+        for (const option of options) if (option.test(v)) return true;
+        return false;
+      },
+    });
+  }
+  if (condition.not) {
+    const inner = compileCondition(condition.not, scope, `${where}.not`);
+    parts.push({ needsScores: inner.needsScores, test: (v) => !inner.test(v) });
+  }
+  return allOf(parts);
+}
+
+/** Splits a condition into what can be decided before scoring and what needs scores; both must hold. */
+export function splitByStage(condition: Condition): { beforeScoring: Condition; afterScoring: Condition } {
+  const { scores, anyOf, not, ...rest } = condition;
+  const profileOnly: Condition = rest;
+  const afterScoring: Condition = {};
+  if (scores) afterScoring.scores = scores;
+  if (anyOf) (conditionUsesScores({ anyOf }) ? afterScoring : profileOnly).anyOf = anyOf;
+  if (not) (conditionUsesScores({ not }) ? afterScoring : profileOnly).not = not;
+  return { beforeScoring: profileOnly, afterScoring };
+}
+
+function conditionUsesScores(condition: Condition): boolean {
+  return Boolean(condition.scores) || (condition.anyOf ?? []).some(conditionUsesScores) || (condition.not ? conditionUsesScores(condition.not) : false);
+}
+
+function allOf(parts: CompiledCondition[]): CompiledCondition {
+  const needsScores = parts.some((p) => p.needsScores);
+  if (parts.length === 0) return { needsScores, test: () => true };
+  if (parts.length === 1) return parts[0]!;
+  const tests = parts.map((p) => p.test);
+  return {
+    needsScores,
+    test: (v) => {
+      for (const test of tests) if (!test(v)) return false;
+      return true;
+    },
+  };
+}
+
+function flagMask(names: string[], scope: ConditionScope, where: string): number {
+  let mask = 0;
+  let holder: string | undefined;
+  for (const name of names) {
+    const { field, bit } = resolve(() => scope.profile.flag(name), where);
+    if (holder !== undefined && holder !== field.name) throw new Error(`${where}: flags from different fields cannot be combined`);
+    holder = field.name;
+    mask |= 1 << bit;
+  }
+  if (holder !== 'flags') throw new Error(`${where}: flags must live in the profile field "flags"`);
+  return mask;
+}
+
+function rangeTest(range: Range): (value: number) => boolean {
+  const min = range.min ?? -Infinity;
+  const max = range.max ?? Infinity;
+  const missingPasses = range.missing === 'pass';
+  return (value) => (value !== value ? missingPasses : value >= min && value <= max);
+}
+
+function resolve<T>(lookup: () => T, where: string): T {
+  try {
+    return lookup();
+  } catch (err) {
+    throw new Error(`${where}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,181 @@
+import { z } from 'zod';
+
+/**
+ * The strategy file (data/strategies.json) the growth team edits: exclusions, bidding strategies, creatives,
+ * experiments and cache times. Validated here; compiled to predicates in book.ts.
+ */
+
+const range = z
+  .object({
+    min: z.number().optional(),
+    max: z.number().optional(),
+    /** What a missing value (unknown device, NaN feature, missing sentinel) does to the test. */
+    missing: z.enum(['pass', 'fail']).default('fail'),
+  })
+  .strict()
+  .refine((r) => r.min !== undefined || r.max !== undefined, 'a range needs min, max or both');
+
+export interface ConditionInput {
+  os?: ('android' | 'ios' | 'other' | 'unknown')[] | undefined;
+  known?: boolean | undefined;
+  flagsAll?: string[] | undefined;
+  flagsAny?: string[] | undefined;
+  flagsNone?: string[] | undefined;
+  fields?: Record<string, z.input<typeof range>> | undefined;
+  scores?: Record<string, z.input<typeof range>> | undefined;
+  platformExperimentsAny?: number[] | undefined;
+  anyOf?: ConditionInput[] | undefined;
+  not?: ConditionInput | undefined;
+}
+
+/** Every key present must hold (AND); `anyOf` needs one of its conditions; `not` must fail. */
+export const conditionSchema: z.ZodType<Condition, ConditionInput> = z.lazy(() =>
+  z
+    .object({
+      os: z.array(z.enum(['android', 'ios', 'other', 'unknown'])).min(1).optional(),
+      known: z.boolean().optional(),
+      flagsAll: z.array(z.string()).min(1).optional(),
+      flagsAny: z.array(z.string()).min(1).optional(),
+      flagsNone: z.array(z.string()).min(1).optional(),
+      fields: z.record(z.string(), range).optional(),
+      scores: z.record(z.string(), range).optional(),
+      platformExperimentsAny: z.array(z.number().int().nonnegative()).min(1).optional(),
+      anyOf: z.array(conditionSchema).min(1).optional(),
+      not: conditionSchema.optional(),
+    })
+    .strict(),
+);
+export type Range = z.infer<typeof range>;
+export interface Condition {
+  os?: ('android' | 'ios' | 'other' | 'unknown')[] | undefined;
+  known?: boolean | undefined;
+  flagsAll?: string[] | undefined;
+  flagsAny?: string[] | undefined;
+  flagsNone?: string[] | undefined;
+  fields?: Record<string, Range> | undefined;
+  scores?: Record<string, Range> | undefined;
+  platformExperimentsAny?: number[] | undefined;
+  anyOf?: Condition[] | undefined;
+  not?: Condition | undefined;
+}
+
+/** The media clamp bid coefficients to 0.2..5.0; anything outside is ignored by them, so we never send it. */
+export const MEDIA_MIN_COEFFICIENT = 0.2;
+export const MEDIA_MAX_COEFFICIENT = 5.0;
+const coefficient = z.number().min(MEDIA_MIN_COEFFICIENT).max(MEDIA_MAX_COEFFICIENT);
+
+export const bidSchema = z
+  .object({
+    /** Expected value (fen) at which the coefficient is exactly 1.0. */
+    targetValueFen: z.number().positive(),
+    /** Below this expected value (fen) the strategy does not want the device. */
+    minValueFen: z.number().default(0),
+    /** coefficient = (value / target) ^ exponent, then clamped: >1 spreads devices further from 1.0. */
+    exponent: z.number().min(0).max(4).default(1),
+    minCoefficient: coefficient.default(MEDIA_MIN_COEFFICIENT),
+    maxCoefficient: coefficient.default(MEDIA_MAX_COEFFICIENT),
+    /** Re-activation of approved users: their approval is known, so P(approved) is taken as 1. */
+    assumeApproved: z.boolean().default(false),
+    /** Expected loss (fen) when a funded borrower defaults. */
+    lossGivenDefaultFen: z.number().nonnegative().default(200_000),
+    /** Replacement CPA / CPC bids (fen), scaled by the coefficient; 0 leaves the media's bid alone. */
+    cpaBidFen: z.number().int().nonnegative().default(0),
+    cpcBidFen: z.number().int().nonnegative().default(0),
+  })
+  .strict()
+  .refine((b) => b.minCoefficient <= b.maxCoefficient, 'minCoefficient must not exceed maxCoefficient')
+  .refine((b) => b.cpcBidFen === 0 || b.cpcBidFen >= 10, 'cpcBidFen must be 0 (unset) or at least the media floor of 10 fen');
+export type BidParams = z.infer<typeof bidSchema>;
+
+const creativeSchema = z.object({ id: z.number().int().positive(), when: conditionSchema.optional() }).strict();
+
+const strategyId = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'strategy ids are the ids registered with the media: 1-64 of A-Z a-z 0-9 _ . -');
+
+const exclusionSchema = z
+  .object({
+    id: strategyId,
+    kind: z.literal('exclude'),
+    description: z.string().optional(),
+    enabled: z.boolean().default(true),
+    reason: z.enum(['existing_borrower', 'blacklisted', 'high_risk']),
+    when: conditionSchema,
+  })
+  .strict();
+
+const bidStrategySchema = z
+  .object({
+    id: strategyId,
+    kind: z.literal('bid'),
+    description: z.string().optional(),
+    enabled: z.boolean().default(true),
+    when: conditionSchema.default({}),
+    bid: bidSchema,
+    /** First match wins; the last entry must have no `when` so every device gets a creative. */
+    creatives: z
+      .array(creativeSchema)
+      .min(1)
+      .refine((list) => list[list.length - 1]!.when === undefined, 'the last creative must have no `when` (the default)'),
+    secondRequest: z
+      .object({
+        /** Extra factor for the creative we would have chosen for this device. */
+        preferredCreativeBoost: coefficient.default(1.2),
+        /** Factor by creative template id, for templates that work better or worse for this strategy. */
+        templateFactors: z.record(z.string().regex(/^\d+$/), coefficient).default({}),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const experimentSchema = z
+  .object({
+    id: z.string().regex(/^[a-z0-9_]{1,32}$/),
+    description: z.string().optional(),
+    /** Changing the salt reshuffles devices into new buckets. */
+    salt: z.string().min(1),
+    strategies: z.array(strategyId).min(1),
+    arms: z
+      .array(
+        z
+          .object({
+            /** Reported to the media as dsp_tag_str: at most 20 bytes. */
+            name: z.string().min(1).refine((s) => Buffer.byteLength(s) <= 20, 'arm names go on the wire as dsp_tag_str: at most 20 bytes'),
+            /** Reported to the media as dsp_tag. */
+            tag: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+            percent: z.number().positive().max(100),
+            overrides: z.record(strategyId, bidSchema.partial()).default({}),
+          })
+          .strict(),
+      )
+      .min(1)
+      .refine((arms) => Math.abs(arms.reduce((s, a) => s + a.percent, 0) - 100) < 1e-9, 'arm percents must add up to 100')
+      .refine((arms) => arms.every((a) => Number.isInteger(a.percent * 100)), 'arm percents have at most two decimals (buckets are 0.01 %)'),
+  })
+  .strict();
+
+const cacheTime = z.number().int().min(3600).max(604800);
+
+export const strategyFileSchema = z
+  .object({
+    description: z.string().optional(),
+    /** Seconds a media may cache our answer for this device (Tencent allows 3600..604800). */
+    cacheTtlSeconds: z
+      .object({ take: cacheTime.default(3600), reject: cacheTime.default(86400), fallback: cacheTime.default(3600) })
+      .strict()
+      .prefault({}),
+    /** Names of the models (from the model manifest) the expected-value formula reads. */
+    valueModels: z
+      .object({ apply: z.string(), approve: z.string(), risk: z.string(), ltv: z.string() })
+      .strict()
+      .default({ apply: 'apply', approve: 'approve', risk: 'risk', ltv: 'ltv' }),
+    strategies: z.array(z.discriminatedUnion('kind', [exclusionSchema, bidStrategySchema])).min(1),
+    experiments: z.array(experimentSchema).default([]),
+  })
+  .strict();
+
+export type StrategyFile = z.infer<typeof strategyFileSchema>;
+export type ExclusionStrategy = z.infer<typeof exclusionSchema>;
+export type BidStrategy = z.infer<typeof bidStrategySchema>;
+export type Experiment = z.infer<typeof experimentSchema>;
