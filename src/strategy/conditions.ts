@@ -46,7 +46,7 @@ export function compileCondition(condition: Condition, scope: ConditionScope, wh
   for (const [name, range] of Object.entries(condition.fields ?? {})) {
     const field = resolve(() => scope.profile.field(name), `${where}.fields.${name}`);
     const inRange = rangeTest(range);
-    parts.push({ needsScores: false, test: (v) => inRange(v.known ? readField(v.records, v.recordOffset, field) : NaN) });
+    parts.push({ needsScores: false, test: (v) => inRange(v.records !== null ? readField(v.records, v.recordOffset, field) : NaN) });
   }
   for (const [model, range] of Object.entries(condition.scores ?? {})) {
     const index = scope.modelIndex.get(model);

@@ -5,8 +5,8 @@
 export interface DeviceView {
   os: number;
   known: boolean;
-  /** Valid when known: the record is records[recordOffset .. recordOffset + recordBytes). */
-  records: Uint8Array;
+  /** The record is records[recordOffset .. recordOffset + recordBytes); null for an unknown device. */
+  records: Uint8Array | null;
   recordOffset: number;
   /** The profile's flag bits, read once per request (0 for an unknown device). */
   flags: number;

@@ -53,7 +53,7 @@ export function compileExperiment(experiment: Experiment, baseBid: (strategyId: 
   const armByBucket: CompiledArm[] = [];
   for (const arm of experiment.arms) {
     const bidByStrategy = new Map<string, BidParams>();
-    for (const strategyId of experiment.strategies) bidByStrategy.set(strategyId, { ...baseBid(strategyId), ...stripUndefined(arm.overrides[strategyId] ?? {}) });
+    for (const strategyId of experiment.strategies) bidByStrategy.set(strategyId, { ...baseBid(strategyId), ...arm.overrides[strategyId] });
     const compiled: CompiledArm = { name: arm.name, tag: arm.tag, bidByStrategy };
     const buckets = Math.round(arm.percent * 100);
     for (let i = 0; i < buckets; i++) armByBucket.push(compiled);
@@ -63,8 +63,4 @@ export function compileExperiment(experiment: Experiment, baseBid: (strategyId: 
     strategies: new Set(experiment.strategies),
     armFor: (key, offset) => armByBucket[finishBucket(fnv1a(saltState, key, offset, offset + 16))]!,
   };
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

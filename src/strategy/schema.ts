@@ -64,27 +64,42 @@ export const MEDIA_MIN_COEFFICIENT = 0.2;
 export const MEDIA_MAX_COEFFICIENT = 5.0;
 const coefficient = z.number().min(MEDIA_MIN_COEFFICIENT).max(MEDIA_MAX_COEFFICIENT);
 
+const bidFields = {
+  /** Expected value (fen) at which the coefficient is exactly 1.0. */
+  targetValueFen: z.number().positive(),
+  /** Below this expected value (fen) the strategy does not want the device. */
+  minValueFen: z.number(),
+  /** coefficient = (value / target) ^ exponent, then clamped: >1 spreads devices further from 1.0. */
+  exponent: z.number().min(0).max(4),
+  minCoefficient: coefficient,
+  maxCoefficient: coefficient,
+  /** Re-activation of approved users: their approval is known, so P(approved) is taken as 1. */
+  assumeApproved: z.boolean(),
+  /** Expected loss (fen) when a funded borrower defaults. */
+  lossGivenDefaultFen: z.number().nonnegative(),
+  /** Replacement CPA / CPC bids (fen), scaled by the coefficient; 0 leaves the media's bid alone. */
+  cpaBidFen: z.number().int().nonnegative(),
+  cpcBidFen: z.number().int().nonnegative(),
+};
+
 export const bidSchema = z
   .object({
-    /** Expected value (fen) at which the coefficient is exactly 1.0. */
-    targetValueFen: z.number().positive(),
-    /** Below this expected value (fen) the strategy does not want the device. */
-    minValueFen: z.number().default(0),
-    /** coefficient = (value / target) ^ exponent, then clamped: >1 spreads devices further from 1.0. */
-    exponent: z.number().min(0).max(4).default(1),
-    minCoefficient: coefficient.default(MEDIA_MIN_COEFFICIENT),
-    maxCoefficient: coefficient.default(MEDIA_MAX_COEFFICIENT),
-    /** Re-activation of approved users: their approval is known, so P(approved) is taken as 1. */
-    assumeApproved: z.boolean().default(false),
-    /** Expected loss (fen) when a funded borrower defaults. */
-    lossGivenDefaultFen: z.number().nonnegative().default(200_000),
-    /** Replacement CPA / CPC bids (fen), scaled by the coefficient; 0 leaves the media's bid alone. */
-    cpaBidFen: z.number().int().nonnegative().default(0),
-    cpcBidFen: z.number().int().nonnegative().default(0),
+    ...bidFields,
+    minValueFen: bidFields.minValueFen.default(0),
+    exponent: bidFields.exponent.default(1),
+    minCoefficient: bidFields.minCoefficient.default(MEDIA_MIN_COEFFICIENT),
+    maxCoefficient: bidFields.maxCoefficient.default(MEDIA_MAX_COEFFICIENT),
+    assumeApproved: bidFields.assumeApproved.default(false),
+    lossGivenDefaultFen: bidFields.lossGivenDefaultFen.default(200_000),
+    cpaBidFen: bidFields.cpaBidFen.default(0),
+    cpcBidFen: bidFields.cpcBidFen.default(0),
   })
   .strict()
   .refine((b) => b.minCoefficient <= b.maxCoefficient, 'minCoefficient must not exceed maxCoefficient')
   .refine((b) => b.cpcBidFen === 0 || b.cpcBidFen >= 10, 'cpcBidFen must be 0 (unset) or at least the media floor of 10 fen');
+
+/** An experiment arm's changes to a strategy's bid: only the fields it names, no defaults filled in. */
+const bidOverrideSchema = z.object(bidFields).partial().strict();
 export type BidParams = z.infer<typeof bidSchema>;
 
 const creativeSchema = z.object({ id: z.number().int().positive(), when: conditionSchema.optional() }).strict();
@@ -145,7 +160,7 @@ const experimentSchema = z
             /** Reported to the media as dsp_tag. */
             tag: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
             percent: z.number().positive().max(100),
-            overrides: z.record(strategyId, bidSchema.partial()).default({}),
+            overrides: z.record(strategyId, bidOverrideSchema).default({}),
           })
           .strict(),
       )

@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
+import { InputError } from '../engine/errors.js';
+import { checkWire, compileWireRule, type WireRule } from './wire-check.js';
+
+/**
+ * Parses a .proto file at module load. Field names stay as written in the .proto, so decoded messages and fixtures
+ * read like the protocol page and like protoc's text format.
+ */
+export function loadProto(url: URL): protobuf.Root {
+  const root = protobuf.parse(readFileSync(url, 'utf8'), { keepCase: true }).root;
+  root.resolveAll();
+  return root;
+}
+
+/** A message type the adapters decode from media bytes: its protobufjs reflection and its compiled wire rule. */
+export interface StrictType {
+  readonly type: protobuf.Type;
+  readonly rule: WireRule;
+}
+
+export function strictType(root: protobuf.Root, name: string): StrictType {
+  const type = root.lookupType(name);
+  return { type, rule: compileWireRule(type) };
+}
+
+/** Checks the bytes strictly, then decodes them; anything wrong becomes InputError('malformed_protobuf'). */
+export function decodeStrict<T>(message: StrictType, bytes: Uint8Array): T {
+  checkWire(message.rule, bytes);
+  try {
+    return message.type.decode(bytes) as unknown as T;
+  } catch (error) {
+    // The wire check should leave nothing for protobufjs to refuse; this keeps a miss a 400 rather than a 500.
+    throw new InputError('malformed_protobuf', `${message.rule.typeName}: ${(error as Error).message}`);
+  }
+}
+
+/** A uint64 as protobufjs decodes it (Long), or as JSON carries it (number or decimal string). */
+export type Uint64 = protobuf.Long | number | string;
+
+const TWO_POW_32 = 0x1_0000_0000;
+/** Largest high word of a uint64 that still fits a JS safe integer (2^53 - 1). */
+const MAX_SAFE_HIGH_WORD = 0x1f_ffff;
+
+/**
+ * Ids above 2^53-1 cannot become JS numbers without rounding, and a rounded creative id would name a creative the
+ * request never carried: refuse them instead.
+ */
+export function uint64ToNumber(value: Uint64, field: string): number {
+  if (typeof value === 'number' || typeof value === 'string') {
+    const number = Number(value);
+    if (Number.isSafeInteger(number) && number >= 0) return number;
+    throw idOutOfRange(field, String(value));
+  }
+  const high = value.high >>> 0;
+  if (high > MAX_SAFE_HIGH_WORD) throw idOutOfRange(field, value.toString());
+  return high * TWO_POW_32 + (value.low >>> 0);
+}
+
+function idOutOfRange(field: string, value: string): InputError {
+  return new InputError('id_out_of_range', `${field} ${value} is above 2^53-1 and cannot be represented exactly`);
+}

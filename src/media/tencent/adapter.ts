@@ -1,0 +1,229 @@
+import {
+  DecisionCode,
+  DeviceIdKind,
+  Os,
+  type AdAdjustment,
+  type BidContext,
+  type CandidateAd,
+  type CandidateCreative,
+  type CreativeAdjustment,
+  type Decision,
+  type DeviceId,
+  type EncodedReply,
+  type MediaAdapter,
+  type StrategyDecision,
+} from '../../engine/types.js';
+import { addDeviceId } from '../device-ids.js';
+import { decodeStrict, loadProto, strictType, uint64ToNumber, type Uint64 } from '../protobuf.js';
+
+/** Tencent Ads RTA (shared/protocols/tencent-rta.md): proto2 `tencent.ad.rta` over a plain POST body. */
+
+const root = loadProto(new URL('../../../proto/tencent/rta.proto', import.meta.url));
+const RtaRequest = strictType(root, 'tencent.ad.rta.RtaRequest');
+const RtaResponse = root.lookupType('tencent.ad.rta.RtaResponse');
+
+const OsValues = root.lookupEnum('tencent.ad.rta.RtaRequest.Device.OperatingSystem').values;
+const Doubtful = root.lookupEnum('tencent.ad.rta.RtaRequest.Device.DoubtfulIdType').values;
+const ADLIST_REQUEST = root.lookupEnum('tencent.ad.rta.RtaRequest.RequestInfo.RequestType').values.ADLIST_REQUEST!;
+
+/** Bits of a device's doubtful_ids_list that forbid each id. A doubtful raw OAID makes its MD5 doubtful too. */
+const DOUBTFUL_OAID = (1 << Doubtful.OAID_MD5_DOUBTFUL!) | (1 << Doubtful.OAID_DOUBTFUL!);
+const DOUBTFUL_IMEI = 1 << Doubtful.IMEI_MD5_DOUBTFUL!;
+const DOUBTFUL_IDFA = 1 << Doubtful.IDFA_MD5_DOUBTFUL!;
+const DOUBTFUL_ANDROID_ID = 1 << Doubtful.ANDROIDID_MD5_DOUBTFUL!;
+const DOUBTFUL_MAC = 1 << Doubtful.MAC_MD5_DOUBTFUL!;
+const DOUBTFUL_QAID = 1 << Doubtful.QAID_DOUBTFUL!;
+
+const CONTENT_TYPE = 'application/x-protobuf';
+const MAX_INT32 = 0x7fff_ffff;
+
+/** The decoded request fields the engine uses (protobufjs message, proto names; absent fields read as defaults). */
+interface RtaRequestMessage {
+  id: string;
+  is_ping: boolean;
+  is_test: boolean;
+  device: DeviceMessage | null;
+  request_info: { request_type: number } | null;
+  exps: ExperimentMessage[];
+  ad_infos: AdInfoMessage[];
+}
+
+interface DeviceMessage {
+  os: number;
+  idfa_md5sum: string;
+  imei_md5sum: string;
+  android_id_md5sum: string;
+  mac_md5sum: string;
+  oaid_md5sum: string;
+  doubtful_ids_list: number[];
+  qaid_infos: Array<{ qaid_md5sum: string }>;
+}
+
+interface ExperimentMessage {
+  exp_id: number;
+}
+
+interface AdInfoMessage {
+  adgroup_id: Uint64;
+  advertiser_id: number;
+  out_target_id: string;
+  creative_infos: Array<{ creative_id: Uint64; crt_template_id: number }>;
+}
+
+interface RtaResponseFields {
+  request_id: string;
+  code: number;
+  processing_time_ms?: number;
+  response_cache_time?: number;
+  dsp_tag?: number;
+  dsp_tag_str?: string;
+  out_target_id?: string[];
+  target_infos?: TargetInfoFields[];
+  ad_results?: AdResultFields[];
+}
+
+interface TargetInfoFields {
+  out_target_id: string;
+  user_weight_factor?: number;
+  cpa_price?: number;
+  cpc_price?: number;
+  dsp_tag?: number;
+  dsp_tag_str?: string;
+  pcvr?: number;
+}
+
+interface AdResultFields {
+  adgroup_id: number;
+  ignore?: boolean;
+  creative_results: Array<{ creative_id: number; out_raise_factor?: number }>;
+}
+
+export const tencentAdapter: MediaAdapter = {
+  name: 'tencent',
+
+  decode(body: Uint8Array): BidContext {
+    const request = decodeStrict<RtaRequestMessage>(RtaRequest, body);
+    const deviceIds: DeviceId[] = [];
+    const device = request.device;
+    let refusedDeviceIds = 0;
+    let os: Os = Os.UNKNOWN;
+    if (device !== null) {
+      os = toOs(device.os);
+      let doubtful = 0;
+      for (const id of device.doubtful_ids_list) doubtful |= 1 << id;
+      refusedDeviceIds += take(deviceIds, DeviceIdKind.OAID_MD5, device.oaid_md5sum, doubtful & DOUBTFUL_OAID);
+      refusedDeviceIds += take(deviceIds, DeviceIdKind.IMEI_MD5, device.imei_md5sum, doubtful & DOUBTFUL_IMEI);
+      refusedDeviceIds += take(deviceIds, DeviceIdKind.IDFA_MD5, device.idfa_md5sum, doubtful & DOUBTFUL_IDFA);
+      refusedDeviceIds += take(deviceIds, DeviceIdKind.ANDROID_ID_MD5, device.android_id_md5sum, doubtful & DOUBTFUL_ANDROID_ID);
+      refusedDeviceIds += take(deviceIds, DeviceIdKind.MAC_MD5, device.mac_md5sum, doubtful & DOUBTFUL_MAC);
+      for (const qaid of device.qaid_infos) {
+        refusedDeviceIds += take(deviceIds, DeviceIdKind.CAID_MD5, qaid.qaid_md5sum, doubtful & DOUBTFUL_QAID);
+      }
+    }
+    const platformExperimentIds: number[] = [];
+    for (const exp of request.exps) {
+      // An Experiment without exp_id names no bucket; reading it as bucket 0 would put the device in one.
+      if (Object.hasOwn(exp, 'exp_id')) platformExperimentIds.push(exp.exp_id);
+    }
+    const candidateAds: CandidateAd[] = [];
+    for (const ad of request.ad_infos) candidateAds.push(toCandidateAd(ad));
+    return {
+      media: 'tencent',
+      requestId: request.id,
+      isPing: request.is_ping,
+      isTest: request.is_test,
+      os,
+      deviceIds,
+      refusedDeviceIds,
+      platformExperimentIds,
+      secondRequest: request.request_info !== null && request.request_info.request_type === ADLIST_REQUEST,
+      candidateAds,
+      wantsJson: false,
+    };
+  },
+
+  encode(context: BidContext, decision: Decision): EncodedReply {
+    if (context.isPing) return reply({ request_id: context.requestId, code: DecisionCode.TAKE });
+    const message: RtaResponseFields = {
+      request_id: context.requestId,
+      code: decision.code,
+      processing_time_ms: processingTimeMs(decision.processingTimeUs),
+      response_cache_time: decision.cacheTtlSeconds,
+    };
+    if (decision.experimentTag !== 0) message.dsp_tag = decision.experimentTag;
+    if (decision.experimentTagName !== '') message.dsp_tag_str = decision.experimentTagName;
+    if (decision.code === DecisionCode.TAKE) {
+      const outTargetIds: string[] = [];
+      const targetInfos: TargetInfoFields[] = [];
+      for (const strategy of decision.strategies) {
+        outTargetIds.push(strategy.strategyId);
+        targetInfos.push(toTargetInfo(strategy));
+      }
+      message.out_target_id = outTargetIds;
+      message.target_infos = targetInfos;
+      if (context.secondRequest) message.ad_results = decision.adResults.map(toAdResult);
+    }
+    return reply(message);
+  },
+};
+
+/** Returns 1 when the id is refused: flagged doubtful by the platform, malformed or a placeholder. "" means absent. */
+function take(ids: DeviceId[], kind: DeviceIdKind, hex: string, doubtful: number): number {
+  if (hex === '') return 0;
+  return doubtful !== 0 || !addDeviceId(ids, kind, hex) ? 1 : 0;
+}
+
+function toOs(os: number): Os {
+  if (os === OsValues.OS_IOS) return Os.IOS;
+  if (os === OsValues.OS_ANDROID) return Os.ANDROID;
+  return os === OsValues.OS_UNKNOWN ? Os.UNKNOWN : Os.OTHER;
+}
+
+function toCandidateAd(ad: AdInfoMessage): CandidateAd {
+  const creatives: CandidateCreative[] = [];
+  for (const creative of ad.creative_infos) {
+    creatives.push({
+      creativeId: uint64ToNumber(creative.creative_id, 'ad_infos.creative_infos.creative_id'),
+      templateId: creative.crt_template_id,
+    });
+  }
+  return {
+    adGroupId: uint64ToNumber(ad.adgroup_id, 'ad_infos.adgroup_id'),
+    advertiserId: ad.advertiser_id,
+    outTargetId: ad.out_target_id,
+    creatives,
+  };
+}
+
+/** Rounded up so that a fast answer never reads as 0 ms; clamped to the int32 the field is. */
+function processingTimeMs(processingTimeUs: number): number {
+  return processingTimeUs > 0 ? Math.min(MAX_INT32, Math.ceil(processingTimeUs / 1000)) : 0;
+}
+
+/** Non-finite floats are left out: the platform reads an absent factor as neutral, a NaN as who knows what. */
+function toTargetInfo(strategy: StrategyDecision): TargetInfoFields {
+  const info: TargetInfoFields = { out_target_id: strategy.strategyId };
+  if (Number.isFinite(strategy.coefficient)) info.user_weight_factor = strategy.coefficient;
+  if (strategy.cpaPriceFen > 0) info.cpa_price = strategy.cpaPriceFen;
+  if (strategy.cpcPriceFen > 0) info.cpc_price = strategy.cpcPriceFen;
+  if (strategy.experimentTag !== 0) info.dsp_tag = strategy.experimentTag;
+  if (strategy.experimentTagName !== '') info.dsp_tag_str = strategy.experimentTagName;
+  if (strategy.pcvr > 0 && Number.isFinite(strategy.pcvr)) info.pcvr = strategy.pcvr;
+  return info;
+}
+
+function toAdResult(ad: AdAdjustment): AdResultFields {
+  const result: AdResultFields = { adgroup_id: ad.adGroupId, creative_results: ad.creatives.map(toCreativeResult) };
+  if (ad.ignore) result.ignore = true;
+  return result;
+}
+
+function toCreativeResult(creative: CreativeAdjustment): { creative_id: number; out_raise_factor?: number } {
+  return Number.isFinite(creative.raiseFactor)
+    ? { creative_id: creative.creativeId, out_raise_factor: creative.raiseFactor }
+    : { creative_id: creative.creativeId };
+}
+
+function reply(message: RtaResponseFields): EncodedReply {
+  return { body: RtaResponse.encode(message).finish(), contentType: CONTENT_TYPE };
+}

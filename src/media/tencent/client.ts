@@ -1,0 +1,53 @@
+import { DeviceIdKind } from '../../engine/types.js';
+import { loadProto } from '../protobuf.js';
+import type { MediaClient, SimulatedRequest } from '../simulated-request.js';
+
+/** Tencent's side of the RTA exchange: requests as the platform encodes them, replies as it reads them. */
+
+const root = loadProto(new URL('../../../proto/tencent/rta.proto', import.meta.url));
+const RtaRequest = root.lookupType('tencent.ad.rta.RtaRequest');
+const RtaResponse = root.lookupType('tencent.ad.rta.RtaResponse');
+
+const DEVICE_FIELD: Record<DeviceIdKind, string> = {
+  [DeviceIdKind.OAID_MD5]: 'oaid_md5sum',
+  [DeviceIdKind.IMEI_MD5]: 'imei_md5sum',
+  [DeviceIdKind.IDFA_MD5]: 'idfa_md5sum',
+  [DeviceIdKind.ANDROID_ID_MD5]: 'android_id_md5sum',
+  [DeviceIdKind.MAC_MD5]: 'mac_md5sum',
+  [DeviceIdKind.CAID_MD5]: 'qaid_infos',
+};
+
+export const tencentClient: MediaClient = {
+  name: 'tencent',
+  path: '/rta/tencent',
+
+  encodeRequest(request: SimulatedRequest) {
+    const device: Record<string, unknown> = { os: request.os === 'ios' ? 'OS_IOS' : 'OS_ANDROID' };
+    for (const id of request.ids) {
+      if (id.kind === DeviceIdKind.CAID_MD5) ((device.qaid_infos ??= []) as unknown[]).push({ version: 1, qaid_md5sum: id.md5 });
+      else device[DEVICE_FIELD[id.kind]] = id.md5;
+    }
+    const message = RtaRequest.fromObject({
+      id: request.requestId,
+      is_ping: request.isPing,
+      is_test: request.isTest,
+      device,
+      exps: request.platformExperimentIds.map((exp_id) => ({ exp_id })),
+      ...(request.secondRequest
+        ? {
+            request_info: { request_type: 'ADLIST_REQUEST' },
+            ad_infos: request.ads.map((ad) => ({
+              adgroup_id: ad.adGroupId,
+              out_target_id: ad.strategyId,
+              creative_infos: ad.creatives.map((c) => ({ creative_id: c.creativeId, crt_template_id: c.templateId })),
+            })),
+          }
+        : {}),
+    });
+    return { body: RtaRequest.encode(message).finish(), contentType: 'application/x-protobuf' };
+  },
+
+  decodeReply(body: Uint8Array) {
+    return RtaResponse.toObject(RtaResponse.decode(body), { longs: String, enums: String });
+  },
+};

@@ -1,0 +1,153 @@
+import type { Config } from '../config.js';
+import { Engine, type DecisionSink } from '../engine/engine.js';
+import { DeviceIdKind, type BidContext, type Decision, type MediaAdapter } from '../engine/types.js';
+import { MEDIA_CLIENTS } from '../media/clients.js';
+import { nativeAdapter } from '../media/native/adapter.js';
+import type { SimulatedRequest } from '../media/simulated-request.js';
+import { tencentAdapter } from '../media/tencent/adapter.js';
+import { log } from '../observe/log.js';
+import { createMetrics, type Metrics } from '../observe/metrics.js';
+import { ScoringPool, type ScoringJob } from '../scoring/pool.js';
+import { loadProfileSchema } from '../store/profile-schema.js';
+import { SLOT_BYTES, type EmbeddedDeviceStore } from '../store/embedded.js';
+import { loadSnapshot } from '../store/snapshot.js';
+import { loadStrategyBook } from '../strategy/book.js';
+
+/** Everything the server needs, loaded and validated before the first request: any failure stops the start. */
+export interface Runtime {
+  engine: Engine;
+  metrics: Metrics;
+  pool: ScoringPool;
+  /** Route path -> adapter; one entry per media protocol. */
+  routes: ReadonlyMap<string, MediaAdapter>;
+}
+
+export const MEDIA_ROUTES: ReadonlyMap<string, MediaAdapter> = new Map([
+  ['/rta/tencent', tencentAdapter],
+  ['/rta/v1', nativeAdapter],
+]);
+
+export async function boot(config: Config): Promise<Runtime> {
+  const metrics = createMetrics();
+  const profile = loadProfileSchema(config.store.profileSchema);
+
+  const snapshot = loadSnapshot(config.store.snapshot, profile);
+  metrics.devicesLoaded.set(snapshot.store.deviceCount);
+  log('info', 'device_store_loaded', {
+    path: config.store.snapshot,
+    devices: snapshot.store.deviceCount,
+    keys: snapshot.store.keyCount,
+    megabytes: Math.round(snapshot.store.memoryBytes / 2 ** 20),
+    millis: Math.round(snapshot.millis),
+  });
+
+  const pool = new ScoringPool({
+    manifestPath: config.scoring.manifest,
+    profileSchemaPath: config.store.profileSchema,
+    threads: config.scoring.threads,
+    maxBatch: config.scoring.maxBatch,
+  });
+  for (const entry of pool.modelVersion.split(',')) {
+    const [model, version] = entry.split('@');
+    metrics.modelInfo.set({ model: model!, version: version ?? '' }, 1);
+  }
+  log('info', 'models_loaded', { manifest: config.scoring.manifest, models: pool.modelVersion, threads: config.scoring.threads });
+
+  const warmUp = await warmUpScoring(pool, snapshot.store.records, snapshot.store.deviceCount, snapshot.store.recordBytes);
+  log('info', 'scoring_warmed_up', warmUp);
+
+  const book = loadStrategyBook(config.strategies, profile, pool.modelNames);
+  log('info', 'strategies_loaded', { path: config.strategies, bidding: book.bidStrategyIds });
+
+  const engine = new Engine({ config: config.engine, book, store: snapshot.store, scorer: pool, profile, metrics });
+  log('info', 'request_path_warmed_up', await warmUpRequestPath(engine, snapshot.store, metrics));
+  return { engine, metrics, pool, routes: MEDIA_ROUTES };
+}
+
+/**
+ * A cold worker needs a few thousand evaluations before V8 has compiled the tree walk; without this the first
+ * requests after a start or deploy miss their deadline. Scores a spread of stored devices (and unknown ones), one
+ * batch at a time so the pool never sheds them.
+ */
+async function warmUpScoring(pool: ScoringPool, records: Uint8Array, devices: number, recordBytes: number) {
+  const started = performance.now();
+  const rounds = 200;
+  let scored = 0;
+  let missed = 0;
+  for (let round = 0; round < rounds; round++) {
+    await new Promise<void>((resolve) => {
+      let pending = pool.maxBatch;
+      const done = () => --pending === 0 && resolve();
+      for (let i = 0; i < pool.maxBatch; i++) {
+        const n = round * pool.maxBatch + i;
+        const known = devices > 0 && n % 8 !== 0;
+        const job: ScoringJob = {
+          records: known ? records : null,
+          recordOffset: known ? ((n * 7919) % devices) * recordBytes : 0,
+          os: 1 + (n % 2),
+          deadline: performance.now() + 30_000,
+          onScored: () => (scored++, done()),
+          onDeadline: () => (missed++, done()),
+        };
+        pool.submit(job);
+      }
+    });
+  }
+  if (missed > 0) throw new Error(`scoring warm-up: ${missed} of ${scored + missed} jobs failed; see worker errors above`);
+  return { scored, millis: Math.round(performance.now() - started) };
+}
+
+/**
+ * The main thread's half of the warm-up: protobufjs builds its decoders on first use and V8 compiles the pipeline
+ * only when it runs hot, which would make the first live requests miss their deadline. Runs stored and unknown
+ * devices through every adapter and the engine, as test traffic, and forgets the counts it left in the metrics.
+ */
+async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore, metrics: Metrics) {
+  const started = performance.now();
+  const table = store.tableBytes;
+  const slots = table.length / SLOT_BYTES;
+  let decided = 0;
+  let pending = 0;
+  let allDone: () => void = () => {};
+  const sink: DecisionSink = {
+    deliver(context: BidContext, decision: Decision) {
+      MEDIA_ROUTES.get(routeOf(context.media))!.encode(context, decision);
+      decided++;
+      if (--pending === 0) allDone();
+    },
+  };
+  const requests = 3_000;
+  for (const [name, client] of MEDIA_CLIENTS) {
+    const adapter = MEDIA_ROUTES.get(client.path)!;
+    for (let round = 0; round < requests / 100; round++) {
+      await new Promise<void>((resolve) => {
+        allDone = resolve;
+        pending = 100;
+        for (let i = 0; i < 100; i++) {
+          const n = round * 100 + i;
+          const slot = ((n * 2_654_435_761) >>> 0) % slots;
+          const key = n % 10 === 0 ? Buffer.alloc(16, n & 0xff) : table.subarray(slot * SLOT_BYTES, slot * SLOT_BYTES + 16);
+          const request: SimulatedRequest = {
+            requestId: `warm-up-${name}-${n}`,
+            os: n % 4 === 0 ? 'ios' : 'android',
+            ids: [{ kind: n % 4 === 0 ? DeviceIdKind.IDFA_MD5 : DeviceIdKind.OAID_MD5, md5: Buffer.from(key).toString('hex') }],
+            platformExperimentIds: n % 3 === 0 ? [32768] : [],
+            isPing: false,
+            isTest: true,
+            secondRequest: n % 20 === 0,
+            ads: n % 20 === 0 ? [{ adGroupId: '1', strategyId: '', creatives: [{ creativeId: '1', templateId: 311 }] }] : [],
+          };
+          const { body, contentType } = client.encodeRequest(request, { json: n % 10 === 5 });
+          engine.handle(adapter.decode(body, contentType), sink, performance.now() + 30_000);
+        }
+      });
+    }
+  }
+  metrics.deviceLookups.reset();
+  metrics.deadlineFallbacks.reset();
+  return { decided, millis: Math.round(performance.now() - started) };
+}
+
+function routeOf(media: string): string {
+  return MEDIA_CLIENTS.get(media)!.path;
+}

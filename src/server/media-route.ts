@@ -1,0 +1,158 @@
+import { performance } from 'node:perf_hooks';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { DecisionSink, Engine } from '../engine/engine.js';
+import { InputError } from '../engine/errors.js';
+import type { BidContext, Decision, MediaAdapter } from '../engine/types.js';
+import type { Metrics } from '../observe/metrics.js';
+
+/**
+ * The request lifecycle on a media route: method and size checks, body collection, adapter decode, the engine,
+ * adapter encode, one corked write. Every refusal gets a status, a one-line reason and a metric.
+ */
+
+export interface RouteLimits {
+  maxBodyBytes: number;
+}
+
+/** Requests between their first byte and their reply; SIGTERM waits for this to reach zero. */
+export const inFlight = { count: 0 };
+
+export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics) {
+  const processing = metrics.processingSeconds.labels(adapter.name);
+  const refusedIds = metrics.refusedDeviceIds.labels(adapter.name);
+  const testRequests = metrics.testRequests.labels(adapter.name);
+  const shared = { adapter, engine, limits, metrics, processing, refusedIds, testRequests };
+
+  return (res: HttpResponse, req: HttpRequest): void => {
+    if (req.getMethod() !== 'post') {
+      refuse(res, metrics, '405 Method Not Allowed', 'method_not_allowed', `use POST for ${req.getUrl()}`, false, 'POST');
+      return;
+    }
+    const declaredLength = req.getHeader('content-length');
+    if (declaredLength !== '' && Number(declaredLength) > limits.maxBodyBytes) {
+      refuse(res, metrics, '413 Payload Too Large', 'body_too_large', `body of ${declaredLength} bytes exceeds the limit of ${limits.maxBodyBytes}`, true);
+      return;
+    }
+    const request = new MediaRequest(shared, res, req.getHeader('content-type'));
+    res.onAborted(() => request.abort());
+    res.onData((chunk, isLast) => request.onChunk(chunk, isLast));
+  };
+}
+
+interface RouteShared {
+  adapter: MediaAdapter;
+  engine: Engine;
+  limits: RouteLimits;
+  metrics: Metrics;
+  processing: ReturnType<Metrics['processingSeconds']['labels']>;
+  refusedIds: ReturnType<Metrics['refusedDeviceIds']['labels']>;
+  testRequests: ReturnType<Metrics['testRequests']['labels']>;
+}
+
+class MediaRequest implements DecisionSink {
+  private body: Buffer | null = null;
+  private received = 0;
+  private done = false;
+  private aborted = false;
+  private receivedAt = 0;
+
+  constructor(
+    private readonly shared: RouteShared,
+    private readonly res: HttpResponse,
+    private readonly contentType: string,
+  ) {
+    inFlight.count++;
+  }
+
+  abort(): void {
+    this.aborted = true;
+    this.shared.metrics.abortedRequests.inc();
+    this.settle();
+  }
+
+  onChunk(chunk: ArrayBuffer, isLast: boolean): void {
+    if (this.done) return;
+    const { limits } = this.shared;
+    this.received += chunk.byteLength;
+    if (this.received > limits.maxBodyBytes) {
+      this.refuse('413 Payload Too Large', 'body_too_large', `body exceeds the limit of ${limits.maxBodyBytes} bytes`, true);
+      return;
+    }
+    // uWS reuses chunk memory after this callback: a body in one chunk is decoded in place, others are copied.
+    if (isLast && this.body === null) {
+      this.decide(new Uint8Array(chunk));
+      return;
+    }
+    const piece = Buffer.from(chunk);
+    this.body = this.body === null ? Buffer.from(piece) : Buffer.concat([this.body, piece]);
+    if (isLast) this.decide(this.body);
+  }
+
+  private decide(bytes: Uint8Array): void {
+    this.receivedAt = performance.now();
+    const { adapter, engine } = this.shared;
+    let context: BidContext;
+    try {
+      context = adapter.decode(bytes, this.contentType);
+    } catch (err) {
+      if (err instanceof InputError) this.refuse('400 Bad Request', err.reason, err.message, false);
+      else this.refuse('400 Bad Request', 'undecodable', (err as Error).message, false);
+      return;
+    }
+    if (context.refusedDeviceIds > 0) this.shared.refusedIds.inc(context.refusedDeviceIds);
+    if (context.isTest) this.shared.testRequests.inc();
+    engine.handle(context, this, this.receivedAt);
+  }
+
+  deliver(context: BidContext, decision: Decision): void {
+    if (this.done) return;
+    const { adapter, metrics, processing } = this.shared;
+    if (this.aborted) {
+      this.settle();
+      return;
+    }
+    decision.processingTimeUs = Math.round((performance.now() - this.receivedAt) * 1000);
+    const reply = adapter.encode(context, decision);
+    this.res.cork(() => {
+      this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).end(reply.body);
+    });
+    processing.observe((performance.now() - this.receivedAt) / 1000);
+    metrics.requests.inc({ media: context.media, outcome: decision.reason });
+    this.settle();
+  }
+
+  private refuse(status: string, reason: string, message: string, closeConnection: boolean): void {
+    if (!this.aborted) refuse(this.res, this.shared.metrics, status, reason, message, closeConnection);
+    else this.shared.metrics.rejectedInputs.inc({ reason });
+    this.settle();
+  }
+
+  private settle(): void {
+    if (this.done) return;
+    this.done = true;
+    this.body = null;
+    inFlight.count--;
+  }
+}
+
+/** Answers a refused request: status, one line `reason: message`, counted by reason. */
+export function refuse(
+  res: HttpResponse,
+  metrics: Metrics,
+  status: string,
+  reason: string,
+  message: string,
+  closeConnection: boolean,
+  allow?: string,
+): void {
+  metrics.rejectedInputs.inc({ reason });
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('Content-Type', 'text/plain');
+    if (allow) res.writeHeader('Allow', allow);
+    res.end(`${reason}: ${oneLine(message)}\n`, closeConnection);
+  });
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').slice(0, 300);
+}

@@ -1,0 +1,110 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import protobuf from 'protobufjs';
+import {
+  DEVICE_ID_KIND_NAMES,
+  Os,
+  type BidContext,
+  type CandidateAd,
+  type Decision,
+  type DeviceIdKind,
+} from '../../src/engine/types.js';
+import { deviceKeyToHex, parseDeviceKeyHex } from '../../src/store/device-key.js';
+
+/** A BidContext as fixtures write it: os by name, device keys as hex, media left to the adapter under test. */
+export interface ContextText {
+  requestId: string;
+  isPing: boolean;
+  isTest: boolean;
+  os: string;
+  deviceIds: Array<{ kind: string; key: string }>;
+  refusedDeviceIds: number;
+  platformExperimentIds: number[];
+  secondRequest: boolean;
+  candidateAds: CandidateAd[];
+  wantsJson: boolean;
+}
+
+export interface DecodeFixture {
+  description: string;
+  /** Absent: protobuf, the request being the message in protobufjs naming. application/json: the JSON body. */
+  contentType?: string;
+  request: Record<string, unknown>;
+  expected?: ContextText;
+  expectedError?: { reason: string; message: string };
+}
+
+export interface EncodeFixture {
+  description: string;
+  context: ContextText;
+  decision: Decision;
+  /** The reply message in protobufjs naming, or the JSON reply when the context wants JSON. */
+  reply: Record<string, unknown>;
+}
+
+export type Fixture = DecodeFixture | EncodeFixture;
+
+export function isDecodeFixture(fixture: Fixture): fixture is DecodeFixture {
+  return 'request' in fixture;
+}
+
+export function loadFixtures(dir: URL): Array<{ file: string; fixture: Fixture }> {
+  return readdirSync(dir)
+    .filter((file) => file.endsWith('.json'))
+    .sort()
+    .map((file) => ({ file, fixture: JSON.parse(readFileSync(new URL(file, dir), 'utf8')) as Fixture }));
+}
+
+const OS_NAMES = Object.fromEntries(Object.entries(Os).map(([name, value]) => [value, name])) as Record<Os, string>;
+const KIND_BY_NAME = Object.fromEntries(
+  Object.entries(DEVICE_ID_KIND_NAMES).map(([kind, name]) => [name, Number(kind) as DeviceIdKind]),
+);
+
+export function contextToText(context: BidContext): ContextText & { media: string } {
+  return {
+    ...context,
+    os: OS_NAMES[context.os],
+    deviceIds: context.deviceIds.map((id) => ({ kind: DEVICE_ID_KIND_NAMES[id.kind], key: deviceKeyToHex(id.key) })),
+  };
+}
+
+export function contextFromText(text: ContextText, media: string): BidContext {
+  return {
+    ...text,
+    media,
+    os: Os[text.os as keyof typeof Os],
+    deviceIds: text.deviceIds.map((id) => {
+      const key = new Uint8Array(16);
+      if (!parseDeviceKeyHex(id.key, key)) throw new Error(`fixture device key ${id.key} is not 32 hex characters`);
+      const kind = KIND_BY_NAME[id.kind];
+      if (kind === undefined) throw new Error(`fixture device id kind ${id.kind} is unknown`);
+      return { kind, key };
+    }),
+  };
+}
+
+/**
+ * protobufjs' fromObject silently drops misspelt fields and unknown enum names; a fixture with a typo would then
+ * test less than it says. This walks the text form against the type and names the first mistake.
+ */
+export function assertFixtureMatchesType(type: protobuf.Type, value: Record<string, unknown>, path = type.name): void {
+  for (const [key, item] of Object.entries(value)) {
+    const field = type.fields[key];
+    if (field === undefined) throw new Error(`fixture: ${path}.${key} is not a field of ${type.fullName}`);
+    field.resolve();
+    for (const element of field.repeated ? (item as unknown[]) : [item]) {
+      if (field.resolvedType instanceof protobuf.Type) {
+        assertFixtureMatchesType(field.resolvedType, element as Record<string, unknown>, `${path}.${key}`);
+      } else if (field.resolvedType instanceof protobuf.Enum && typeof element === 'string') {
+        if (!(element in field.resolvedType.values)) throw new Error(`fixture: ${path}.${key} has no value ${element}`);
+      }
+    }
+  }
+}
+
+/** Long and enum values as text, so that a decoded message compares with a fixture's text form. */
+export const TEXT_FORM: protobuf.IConversionOptions = { longs: String, enums: String };
+
+/** The fixture's reply as it reads after a trip over the wire (float32 rounding, proto3 defaults dropped). */
+export function overTheWire(type: protobuf.Type, value: Record<string, unknown>): Record<string, unknown> {
+  return type.toObject(type.decode(type.encode(type.fromObject(value)).finish()), TEXT_FORM);
+}
