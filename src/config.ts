@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -23,6 +24,14 @@ export const configSchema = z
         adminPort: port.default(8081),
         /** Larger bodies get 413 and the connection is closed. */
         maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+        /**
+         * `app-per-thread`: one uWebSockets.js app per serving thread, all on the same port (the kernel spreads
+         * connections), each scoring inline. `scoring-pool`: one I/O thread handing micro-batches to a piscina pool.
+         * See the README for the measurements behind the default.
+         */
+        mode: z.enum(['app-per-thread', 'scoring-pool']).default('app-per-thread'),
+        /** Serving threads in app-per-thread mode. */
+        appThreads: z.number().int().min(1).max(256).default(availableParallelism()),
         /** On SIGTERM, how long in-flight requests may take before the process exits anyway. */
         drainTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       })
@@ -68,6 +77,8 @@ const ENV_OVERRIDES: Record<string, { path: [string, string]; kind: 'int' | 'str
   PORT: { path: ['server', 'port'], kind: 'int' },
   ADMIN_HOST: { path: ['server', 'adminHost'], kind: 'string' },
   ADMIN_PORT: { path: ['server', 'adminPort'], kind: 'int' },
+  RTA_SERVER_MODE: { path: ['server', 'mode'], kind: 'string' },
+  RTA_APP_THREADS: { path: ['server', 'appThreads'], kind: 'int' },
   RTA_MAX_BODY_BYTES: { path: ['server', 'maxBodyBytes'], kind: 'int' },
   RTA_SCORE_DEADLINE_MICROS: { path: ['engine', 'scoreDeadlineMicros'], kind: 'int' },
   RTA_FALLBACK: { path: ['engine', 'fallback'], kind: 'string' },

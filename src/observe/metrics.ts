@@ -16,9 +16,13 @@ const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics() {
+/**
+ * With `processMetrics` false (serving threads in app-per-thread mode) the process-wide default metrics are left
+ * to the main thread, so that summing the threads' registries does not count the process several times.
+ */
+export function createMetrics(options: { processMetrics: boolean } = { processMetrics: true }) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+  if (options.processMetrics) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   return {
     registry,
     requests: new Counter({
@@ -85,11 +89,13 @@ export function createMetrics() {
     scoringQueueDepth: new Gauge({
       name: 'rta_scoring_queue_depth',
       help: 'Scoring jobs waiting for or running on a worker thread.',
+      aggregator: 'sum',
       registers: [registry],
     }),
     scoringUtilization: new Gauge({
       name: 'rta_scoring_pool_utilization_ratio',
       help: 'Share of time the scoring worker threads were busy (piscina utilization).',
+      aggregator: 'average',
       registers: [registry],
     }),
     scoringBatchSize: new Histogram({
@@ -107,16 +113,19 @@ export function createMetrics() {
       name: 'rta_model_info',
       help: 'The model versions being served (value 1).',
       labelNames: ['model', 'version'] as const,
+      aggregator: 'max',
       registers: [registry],
     }),
     devicesLoaded: new Gauge({
       name: 'rta_store_devices',
       help: 'Devices resident in the device store.',
+      aggregator: 'max',
       registers: [registry],
     }),
     ready: new Gauge({
       name: 'rta_ready',
-      help: '1 once models, strategies and the device store are loaded.',
+      help: '1 once models, strategies and the device store are loaded (and every serving thread listens).',
+      aggregator: 'min',
       registers: [registry],
     }),
   };

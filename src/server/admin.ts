@@ -5,15 +5,16 @@ import type { Uws } from './uws.js';
 
 /**
  * The admin port (loopback by default): Prometheus metrics and readiness. Kept off the media port so a media
- * platform can never scrape or probe it.
+ * platform can never scrape or probe it. `metrics` counts the admin port's own refusals; `exposition` renders
+ * every thread's metrics.
  */
-export function createAdminApp(uws: Uws, metrics: Metrics, isReady: () => boolean): TemplatedApp {
+export function createAdminApp(uws: Uws, metrics: Metrics, exposition: () => Promise<string>, isReady: () => boolean): TemplatedApp {
   return uws
     .App()
     .get('/metrics', (res) => {
       let aborted = false;
       res.onAborted(() => (aborted = true));
-      metrics.registry.metrics().then(
+      exposition().then(
         (text) => !aborted && reply(res, '200 OK', metrics.registry.contentType, text),
         (err: Error) => !aborted && reply(res, '500 Internal Server Error', 'text/plain', `metrics_failed: ${err.message}\n`),
       );

@@ -7,17 +7,19 @@ import type { SimulatedRequest } from '../media/simulated-request.js';
 import { tencentAdapter } from '../media/tencent/adapter.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
+import { InlineScorer } from '../scoring/inline-scorer.js';
 import { ScoringPool, type ScoringJob } from '../scoring/pool.js';
-import { loadProfileSchema } from '../store/profile-schema.js';
+import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { SLOT_BYTES, type EmbeddedDeviceStore } from '../store/embedded.js';
 import { loadSnapshot } from '../store/snapshot.js';
 import { loadStrategyBook } from '../strategy/book.js';
 
-/** Everything the server needs, loaded and validated before the first request: any failure stops the start. */
+/** Everything a serving thread needs, loaded and validated before the first request: any failure stops the start. */
 export interface Runtime {
   engine: Engine;
   metrics: Metrics;
-  pool: ScoringPool;
+  scorer: ScoringPool | InlineScorer;
+  store: EmbeddedDeviceStore;
   /** Route path -> adapter; one entry per media protocol. */
   routes: ReadonlyMap<string, MediaAdapter>;
 }
@@ -27,12 +29,18 @@ export const MEDIA_ROUTES: ReadonlyMap<string, MediaAdapter> = new Map([
   ['/rta/v1', nativeAdapter],
 ]);
 
-export async function boot(config: Config): Promise<Runtime> {
-  const metrics = createMetrics();
-  const profile = loadProfileSchema(config.store.profileSchema);
+export interface BootOptions {
+  /** `pool`: score on a piscina pool (scoring-pool mode); `inline`: on the serving thread itself (app-per-thread). */
+  scoring: 'pool' | 'inline';
+  /** A store already in memory (shared by the main thread); loaded from the snapshot when absent. */
+  store?: EmbeddedDeviceStore;
+  processMetrics: boolean;
+  /** Log lines name the serving thread in app-per-thread mode. */
+  thread?: number;
+}
 
+export function loadDeviceStore(config: Config, profile: ProfileSchema): EmbeddedDeviceStore {
   const snapshot = loadSnapshot(config.store.snapshot, profile);
-  metrics.devicesLoaded.set(snapshot.store.deviceCount);
   log('info', 'device_store_loaded', {
     path: config.store.snapshot,
     devices: snapshot.store.deviceCount,
@@ -40,28 +48,38 @@ export async function boot(config: Config): Promise<Runtime> {
     megabytes: Math.round(snapshot.store.memoryBytes / 2 ** 20),
     millis: Math.round(snapshot.millis),
   });
+  return snapshot.store;
+}
 
-  const pool = new ScoringPool({
-    manifestPath: config.scoring.manifest,
-    profileSchemaPath: config.store.profileSchema,
-    threads: config.scoring.threads,
-    maxBatch: config.scoring.maxBatch,
-  });
-  for (const entry of pool.modelVersion.split(',')) {
+export async function boot(config: Config, options: BootOptions): Promise<Runtime> {
+  const metrics = createMetrics({ processMetrics: options.processMetrics });
+  const profile = loadProfileSchema(config.store.profileSchema);
+  const store = options.store ?? loadDeviceStore(config, profile);
+  metrics.devicesLoaded.set(store.deviceCount);
+
+  const scorer =
+    options.scoring === 'pool'
+      ? new ScoringPool({
+          manifestPath: config.scoring.manifest,
+          profileSchemaPath: config.store.profileSchema,
+          threads: config.scoring.threads,
+          maxBatch: config.scoring.maxBatch,
+        })
+      : new InlineScorer(config.scoring.manifest, config.store.profileSchema);
+  for (const entry of scorer.modelVersion.split(',')) {
     const [model, version] = entry.split('@');
     metrics.modelInfo.set({ model: model!, version: version ?? '' }, 1);
   }
-  log('info', 'models_loaded', { manifest: config.scoring.manifest, models: pool.modelVersion, threads: config.scoring.threads });
+  const thread = options.thread;
+  log('info', 'models_loaded', { thread, manifest: config.scoring.manifest, models: scorer.modelVersion, scoring: options.scoring });
+  log('info', 'scoring_warmed_up', { thread, ...(await warmUpScoring(scorer, store.records, store.deviceCount, store.recordBytes)) });
 
-  const warmUp = await warmUpScoring(pool, snapshot.store.records, snapshot.store.deviceCount, snapshot.store.recordBytes);
-  log('info', 'scoring_warmed_up', warmUp);
+  const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
+  log('info', 'strategies_loaded', { thread, path: config.strategies, bidding: book.bidStrategyIds });
 
-  const book = loadStrategyBook(config.strategies, profile, pool.modelNames);
-  log('info', 'strategies_loaded', { path: config.strategies, bidding: book.bidStrategyIds });
-
-  const engine = new Engine({ config: config.engine, book, store: snapshot.store, scorer: pool, profile, metrics });
-  log('info', 'request_path_warmed_up', await warmUpRequestPath(engine, snapshot.store, metrics));
-  return { engine, metrics, pool, routes: MEDIA_ROUTES };
+  const engine = new Engine({ config: config.engine, book, store, scorer, profile, metrics });
+  log('info', 'request_path_warmed_up', { thread, ...(await warmUpRequestPath(engine, store, metrics)) });
+  return { engine, metrics, scorer, store, routes: MEDIA_ROUTES };
 }
 
 /**
@@ -69,9 +87,9 @@ export async function boot(config: Config): Promise<Runtime> {
  * requests after a start or deploy miss their deadline. Scores a spread of stored devices (and unknown ones), one
  * batch at a time so the pool never sheds them.
  */
-async function warmUpScoring(pool: ScoringPool, records: Uint8Array, devices: number, recordBytes: number) {
+async function warmUpScoring(pool: ScoringPool | InlineScorer, records: Uint8Array, devices: number, recordBytes: number) {
   const started = performance.now();
-  const rounds = 200;
+  const rounds = Math.ceil(12_800 / pool.maxBatch);
   let scored = 0;
   let missed = 0;
   for (let round = 0; round < rounds; round++) {

@@ -1,46 +1,51 @@
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { us_listen_socket } from 'uWebSockets.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { Worker } from 'node:worker_threads';
+import { AggregatorRegistry } from 'prom-client';
+import { ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
+import { createMetrics, type Metrics } from '../observe/metrics.js';
+import { loadProfileSchema } from '../store/profile-schema.js';
 import { createAdminApp } from './admin.js';
-import { boot } from './boot.js';
-import { inFlight, mediaRoute, refuse } from './media-route.js';
-import { loadNativeUws } from './uws.js';
+import { boot, loadDeviceStore } from './boot.js';
+import { createMediaApp, drain, listen } from './media-app.js';
+import { inFlight } from './media-route.js';
+import type { FromServingThread, ServingThreadData, ToServingThread } from './serving-thread.js';
+import { loadNativeUws, type Uws } from './uws.js';
 
 /**
  * Starts the engine: config, native uWebSockets.js, models, strategies and devices, then the media and admin
- * ports. SIGTERM (or SIGINT) stops accepting, lets in-flight requests finish, and exits 0.
+ * ports, in one of two threading modes (see config `server.mode`). SIGTERM (or SIGINT) stops accepting, lets
+ * in-flight requests finish, and exits 0.
  */
+
+/** What main needs from either threading mode once the media port is up. */
+interface MediaServer {
+  port: number;
+  /** The main thread's metrics (process metrics, admin refusals). */
+  metrics: Metrics;
+  /** Prometheus text for every thread. */
+  exposition(): Promise<string>;
+  refreshGauges(): void;
+  /** Stops accepting, waits for in-flight requests; resolves with how many did not finish in time. */
+  stop(): Promise<number>;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: 'string' } } });
   const config = loadConfig({ file: values.config });
   const uws = loadNativeUws();
-  const runtime = await boot(config);
-  const { metrics } = runtime;
-  let ready = false;
-
-  const app = uws.App();
-  for (const [path, adapter] of runtime.routes) app.any(path, mediaRoute(adapter, runtime.engine, config.server, metrics));
-  app.get('/healthz', (res) => {
-    res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'text/plain').end('ok\n'));
-  });
-  app.any('/healthz', (res) => refuse(res, metrics, '405 Method Not Allowed', 'method_not_allowed', 'use GET for /healthz', false, 'GET'));
-  app.any('/*', (res, req) => refuse(res, metrics, '404 Not Found', 'not_found', `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`, false));
-
-  const admin = createAdminApp(uws, metrics, () => ready);
-  const mediaSocket = await listen(app, config.server.host, config.server.port, 'media');
+  const server = config.server.mode === 'scoring-pool' ? await startScoringPool(uws, config) : await startAppPerThread(config);
+  let ready = true;
+  server.metrics.ready.set(1);
+  const admin = createAdminApp(uws, server.metrics, () => server.exposition(), () => ready);
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
-  ready = true;
-  metrics.ready.set(1);
-  const queueGauge = setInterval(() => {
-    metrics.scoringQueueDepth.set(runtime.pool.queueDepth);
-    metrics.scoringUtilization.set(runtime.pool.utilization);
-  }, 1000);
-  queueGauge.unref();
+  setInterval(() => server.refreshGauges(), 1000).unref();
   log('info', 'listening', {
-    media: `http://${config.server.host}:${uws.us_socket_local_port(mediaSocket)}`,
+    media: `http://${config.server.host}:${server.port}`,
     admin: `http://${config.server.adminHost}:${uws.us_socket_local_port(adminSocket)}`,
-    routes: [...runtime.routes.keys()],
+    mode: config.server.mode,
+    threads: config.server.mode === 'app-per-thread' ? config.server.appThreads : 1 + config.scoring.threads,
   });
 
   let stopping = false;
@@ -48,14 +53,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     ready = false;
-    metrics.ready.set(0);
-    log('info', 'stopping', { signal, inFlight: inFlight.count });
-    uws.us_listen_socket_close(mediaSocket);
-    const giveUpAt = Date.now() + config.server.drainTimeoutMs;
-    while (inFlight.count > 0 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 5));
-    const unfinished = inFlight.count;
+    server.metrics.ready.set(0);
+    log('info', 'stopping', { signal });
+    const unfinished = await server.stop();
     uws.us_listen_socket_close(adminSocket);
-    await runtime.pool.close();
     log(unfinished > 0 ? 'warn' : 'info', 'stopped', { unfinished });
     process.exit(0);
   };
@@ -63,10 +64,116 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
-function listen(app: ReturnType<ReturnType<typeof loadNativeUws>['App']>, host: string, port: number, name: string): Promise<us_listen_socket> {
-  return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen for ${name} on ${host}:${port} (port in use or not permitted)`))));
-  });
+/** One I/O thread (this one) running the pipeline, scores computed in micro-batches on a piscina pool. */
+async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> {
+  const runtime = await boot(config, { scoring: 'pool', processMetrics: true });
+  const socket = await listen(createMediaApp(uws, runtime, config), config.server.host, config.server.port, 'media');
+  const { metrics, scorer } = runtime;
+  return {
+    port: uws.us_socket_local_port(socket),
+    metrics,
+    exposition: () => metrics.registry.metrics(),
+    refreshGauges() {
+      metrics.scoringQueueDepth.set(scorer.queueDepth);
+      metrics.scoringUtilization.set(scorer.utilization);
+    },
+    async stop() {
+      uws.us_listen_socket_close(socket);
+      const unfinished = await drain(inFlight, config.server.drainTimeoutMs);
+      await scorer.close();
+      return unfinished;
+    },
+  };
+}
+
+/**
+ * Several serving threads, each with its own uWebSockets.js app on the same port and its own engine; this thread
+ * only owns the device store (shared memory), the admin port and the threads' lifecycle.
+ */
+async function startAppPerThread(config: Config): Promise<MediaServer> {
+  if (config.server.appThreads > availableParallelism())
+    log('warn', 'more_threads_than_cores', { appThreads: config.server.appThreads, cores: availableParallelism() });
+  const store = loadDeviceStore(config, loadProfileSchema(config.store.profileSchema));
+  const shared = store.shareBuffers();
+  const metrics = createMetrics({ processMetrics: true });
+  metrics.devicesLoaded.set(store.deviceCount);
+
+  const threads: ServingThread[] = [];
+  let port = config.server.port;
+  for (let thread = 0; thread < config.server.appThreads; thread++) {
+    const serving = new ServingThread({ config, store: shared, thread, port });
+    threads.push(serving);
+    // The first thread may have been given port 0; the others must join the port it got.
+    port = await serving.listening;
+  }
+  return {
+    port,
+    metrics,
+    async exposition() {
+      const perThread = await Promise.all(threads.map((t) => t.metrics()));
+      return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...perThread] as object[]).metrics();
+    },
+    refreshGauges() {},
+    async stop() {
+      const unfinished = await Promise.all(threads.map((t) => t.stop()));
+      return unfinished.reduce((a, b) => a + b, 0);
+    },
+  };
+}
+
+/** The main thread's handle on one serving thread. */
+class ServingThread {
+  readonly listening: Promise<number>;
+  private readonly worker: Worker;
+  private readonly metricsWaiting = new Map<number, (metrics: unknown) => void>();
+  private nextId = 0;
+  private stopped: ((unfinished: number) => void) | null = null;
+
+  constructor(data: ServingThreadData) {
+    this.worker = new Worker(new URL('./serving-thread.js', import.meta.url), { workerData: data });
+    this.listening = new Promise((resolve, reject) => {
+      this.worker.on('message', (message: FromServingThread) => {
+        if (message.type === 'listening') resolve(message.port);
+        else if (message.type === 'failed') reject(new Error(`serving thread ${data.thread}: ${message.message}`));
+        else if (message.type === 'metrics') this.metricsWaiting.get(message.id)?.(message.metrics);
+        else this.stopped?.(message.unfinished);
+      });
+      this.worker.on('error', (err) => reject(new Error(`serving thread ${data.thread}: ${err.message}`)));
+      this.worker.on('exit', (code) => {
+        reject(new Error(`serving thread ${data.thread} exited with code ${code}`));
+        // A serving thread never exits on its own while we serve: losing one silently would halve capacity.
+        if (this.stopped === null) {
+          log('error', 'serving_thread_exited', { thread: data.thread, code });
+          process.exit(1);
+        }
+      });
+    });
+  }
+
+  metrics(): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.metricsWaiting.set(id, (metrics) => {
+        this.metricsWaiting.delete(id);
+        resolve(metrics);
+      });
+      this.post({ type: 'metrics', id });
+    });
+  }
+
+  stop(): Promise<number> {
+    return new Promise((resolve) => {
+      this.stopped = (unfinished) => {
+        void this.worker.terminate();
+        resolve(unfinished);
+      };
+      this.post({ type: 'stop' });
+    });
+  }
+
+  private post(message: ToServingThread): void {
+    this.worker.postMessage(message);
+  }
 }
 
 main().catch((err: unknown) => {

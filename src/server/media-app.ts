@@ -1,0 +1,31 @@
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Config } from '../config.js';
+import type { Runtime } from './boot.js';
+import { mediaRoute, refuse } from './media-route.js';
+import type { Uws } from './uws.js';
+
+/** The media port's routes: one per media protocol, a liveness probe, and a counted 404 for everything else. */
+export function createMediaApp(uws: Uws, runtime: Runtime, config: Config): TemplatedApp {
+  const { metrics } = runtime;
+  const app = uws.App();
+  for (const [path, adapter] of runtime.routes) app.any(path, mediaRoute(adapter, runtime.engine, config.server, metrics));
+  app.get('/healthz', (res) => {
+    res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'text/plain').end('ok\n'));
+  });
+  app.any('/healthz', (res) => refuse(res, metrics, '405 Method Not Allowed', 'method_not_allowed', 'use GET for /healthz', false, 'GET'));
+  app.any('/*', (res, req) => refuse(res, metrics, '404 Not Found', 'not_found', `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`, false));
+  return app;
+}
+
+export function listen(app: TemplatedApp, host: string, port: number, name: string): Promise<import('uWebSockets.js').us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen for ${name} on ${host}:${port} (port in use or not permitted)`))));
+  });
+}
+
+/** Resolves once no request is between its first byte and its reply, or when the drain time is up. */
+export async function drain(inFlight: { count: number }, timeoutMs: number): Promise<number> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (inFlight.count > 0 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 5));
+  return inFlight.count;
+}

@@ -1,0 +1,55 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Config } from '../config.js';
+import { log } from '../observe/log.js';
+import { EmbeddedDeviceStore, type SharedDeviceStoreBuffers } from '../store/embedded.js';
+import { loadProfileSchema } from '../store/profile-schema.js';
+import { boot } from './boot.js';
+import { createMediaApp, drain, listen } from './media-app.js';
+import { inFlight } from './media-route.js';
+import { loadNativeUws } from './uws.js';
+
+/**
+ * One serving thread of the app-per-thread mode: its own uWebSockets.js app on the shared media port, its own
+ * engine scoring inline, the device store read through the main thread's shared memory. Talks to the main thread
+ * in four messages: listening / failed out, metrics / stop in.
+ */
+export interface ServingThreadData {
+  config: Config;
+  store: SharedDeviceStoreBuffers;
+  thread: number;
+  /** The media port to listen on (the first thread's actual port when the config says 0). */
+  port: number;
+}
+
+export type ToServingThread = { type: 'metrics'; id: number } | { type: 'stop' };
+export type FromServingThread =
+  | { type: 'listening'; port: number }
+  | { type: 'failed'; message: string }
+  | { type: 'metrics'; id: number; metrics: unknown }
+  | { type: 'stopped'; unfinished: number };
+
+const port = parentPort!;
+const data = workerData as ServingThreadData;
+const send = (message: FromServingThread) => port.postMessage(message);
+
+try {
+  const { config, thread } = data;
+  const uws = loadNativeUws();
+  const store = EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema));
+  const runtime = await boot(config, { scoring: 'inline', store, processMetrics: false, thread });
+  const socket = await listen(createMediaApp(uws, runtime, config), config.server.host, data.port, `media (thread ${thread})`);
+  runtime.metrics.ready.set(1);
+  port.on('message', (message: ToServingThread) => {
+    if (message.type === 'metrics') {
+      void runtime.metrics.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
+    } else {
+      runtime.metrics.ready.set(0);
+      uws.us_listen_socket_close(socket);
+      void drain(inFlight, config.server.drainTimeoutMs).then((unfinished) => send({ type: 'stopped', unfinished }));
+    }
+  });
+  send({ type: 'listening', port: uws.us_socket_local_port(socket) });
+} catch (err) {
+  log('error', 'serving_thread_failed', { thread: data.thread, message: (err as Error).message });
+  send({ type: 'failed', message: (err as Error).message });
+}
