@@ -90,7 +90,7 @@ describe('native JSON requests', () => {
     ['', 'invalid_json', /^request body is not JSON: /],
     ['{"requestId": "a",}', 'invalid_json', /^request body is not JSON: /],
     ['[]', 'invalid_request', /^request: Invalid input: expected object, received array$/],
-    ['{"request_id":"a"}', 'invalid_request', /^request: Unrecognized key: "request_id"$/],
+    ['{"requestId":"a","bogus":1}', 'invalid_request', /^request: Unrecognized key: "bogus"$/],
     ['{"isPing":"yes"}', 'invalid_request', /^isPing: Invalid input: expected boolean, received string$/],
     ['{"os":"ANDROID"}', 'invalid_request', /^os: expected one of OS_UNKNOWN, OS_IOS, OS_ANDROID, OS_OTHER or an enum number$/],
     ['{"experimentIds":[1,-2]}', 'invalid_request', /^experimentIds\[1\]: Too small: expected number to be >=0$/],
@@ -102,6 +102,13 @@ describe('native JSON requests', () => {
     const error = inputErrorOf(() => decodeJson(text));
     expect(error.reason).toBe(reason);
     expect(error.message).toMatch(message);
+  });
+
+  test('proto field names (snake_case) are accepted as well as lowerCamelCase, as the proto3 JSON mapping allows', () => {
+    const snake = decodeJson('{"request_id":"s","is_test":true,"device_ids":[{"type":"OAID_MD5","md5":"3fe359c786cf678c65a0ad10421d0350"}],"experiment_ids":[7]}');
+    const camel = decodeJson('{"requestId":"s","isTest":true,"deviceIds":[{"type":"OAID_MD5","md5":"3fe359c786cf678c65a0ad10421d0350"}],"experimentIds":[7]}');
+    expect(snake).toEqual(camel);
+    expect(snake).toMatchObject({ requestId: 's', isTest: true, platformExperimentIds: [7] });
   });
 
   test('a body that is not UTF-8 is invalid JSON, not a crash', () => {
