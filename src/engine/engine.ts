@@ -13,10 +13,25 @@ import { DEVICE_ID_KIND_NAMES } from './types.js';
  * scores or the deadline, produces exactly one decision for the sink.
  */
 
+/** A store answering at once from memory (the embedded store). */
 export interface DeviceStore {
   readonly records: Uint8Array;
   /** Byte offset of the device's record in `records`, or -1. */
   find(key: Uint8Array, keyOffset: number): number;
+}
+
+/** A store whose answer arrives later (Redis): one lookup per request, every candidate key at once. */
+export interface AsyncDeviceStore {
+  lookup(job: DeviceLookupJob): void;
+}
+
+export interface DeviceLookupJob {
+  /** The request's usable device keys, most preferred first. */
+  readonly lookupKeys: readonly Uint8Array[];
+  /** The first key (in preference order) that was found; the record stays valid until the decision is made. */
+  onProfileFound(keyIndex: number, records: Uint8Array, offset: number): void;
+  /** None of the keys is known, or the lookup ran out of its time budget: decide for an unknown device. */
+  onProfileMissing(): void;
 }
 
 export interface Scorer {
@@ -33,11 +48,14 @@ export interface DecisionSink {
 export interface EngineParts {
   config: Config['engine'];
   book: StrategyBook;
-  store: DeviceStore;
+  store: DeviceStore | AsyncDeviceStore;
   scorer: Scorer;
   profile: ProfileSchema;
   metrics: Metrics;
 }
+
+/** What a reload may replace while serving: the models, the strategies compiled against them, the device store. */
+export type SwappableParts = Pick<EngineParts, 'book' | 'scorer' | 'store'>;
 
 const REASON_BY_CODE: Record<number, string> = {
   [DecisionCode.TAKE]: 'take',
@@ -55,7 +73,11 @@ const CODE_BY_EXCLUSION = {
 } as const;
 
 export class Engine {
-  readonly parts: EngineParts;
+  /**
+   * Replaced as a whole by `swap`: a request reads the parts once when it starts and keeps them to its decision, so
+   * it never mixes an old book with new scores.
+   */
+  parts: EngineParts;
   /** Lookup preference: kind -> rank (lower first); kinds not configured are never used. */
   private readonly rankByKind: Int8Array;
   private readonly flagsField: { offset: number; bytes: number };
@@ -71,77 +93,93 @@ export class Engine {
     this.deadlineMs = parts.config.scoreDeadlineMicros / 1000;
   }
 
+  /** Atomically replaces models+strategies and/or the store; requests already under way finish on the old ones. */
+  swap(parts: Partial<SwappableParts>): void {
+    this.parts = { ...this.parts, ...parts };
+  }
+
   /** Decides for one request; `receivedAt` is performance.now() when its body was complete. */
   handle(context: BidContext, sink: DecisionSink, receivedAt: number): void {
     if (context.isPing) {
       sink.deliver(context, this.reject(DecisionCode.TAKE, 'ping'));
       return;
     }
-    const request = new PendingRequest(this, context, sink, this.parts.book.bidStrategyCount);
-    if (!this.locateDevice(request)) {
+    const parts = this.parts;
+    const request = new PendingRequest(this, parts, context, sink, receivedAt + this.deadlineMs);
+    const keys = this.usableKeys(context);
+    if (keys.length === 0) {
       sink.deliver(context, this.reject(DecisionCode.NO_USABLE_DEVICE_ID));
       return;
     }
-    const screen = this.parts.book.screen(request, request.mask);
+    request.deviceKey = keys[0]!;
+    const store = parts.store;
+    if ('lookup' in store) {
+      request.lookupKeys = keys;
+      store.lookup(request);
+      return;
+    }
+    for (const key of keys) {
+      const offset = store.find(key, 0);
+      if (offset >= 0) {
+        this.profileFound(request, key, store.records, offset);
+        return;
+      }
+    }
+    this.profileMissing(request);
+  }
+
+  /** The usable device keys in the configured lookup order (wire order among ids of one kind). */
+  private usableKeys(context: BidContext): Uint8Array[] {
+    const ids = context.deviceIds;
+    if (ids.length === 1) return this.rankByKind[ids[0]!.kind as DeviceIdKind]! >= 0 ? [ids[0]!.key] : [];
+    const ranked = ids.filter((id) => this.rankByKind[id.kind as DeviceIdKind]! >= 0);
+    ranked.sort((a, b) => this.rankByKind[a.kind as DeviceIdKind]! - this.rankByKind[b.kind as DeviceIdKind]!);
+    return ranked.map((id) => id.key);
+  }
+
+  profileFound(request: PendingRequest, key: Uint8Array, records: Uint8Array, offset: number): void {
+    request.known = true;
+    request.records = records;
+    request.recordOffset = offset;
+    request.deviceKey = key;
+    request.flags = readFlags(records, offset + this.flagsField.offset, this.flagsField.bytes);
+    this.parts.metrics.deviceLookups.inc({ result: 'known' });
+    this.screenAndScore(request);
+  }
+
+  profileMissing(request: PendingRequest): void {
+    this.parts.metrics.deviceLookups.inc({ result: 'unknown' });
+    this.screenAndScore(request);
+  }
+
+  private screenAndScore(request: PendingRequest): void {
+    const { book, scorer } = request.parts;
+    const screen = book.screen(request, request.mask);
     if (screen.exclusion !== null) {
-      sink.deliver(context, this.finish(request, { ...this.noStrategies(request), exclusion: screen.exclusion }));
+      request.sink.deliver(request.context, this.finish(request, { ...this.noStrategies(request), exclusion: screen.exclusion }));
       return;
     }
     if (screen.candidates === 0) {
-      sink.deliver(context, this.finish(request, this.noStrategies(request)));
+      request.sink.deliver(request.context, this.finish(request, this.noStrategies(request)));
       return;
     }
-    request.deadline = receivedAt + this.deadlineMs;
-    this.parts.scorer.submit(request);
-  }
-
-  /** Tries the usable ids in the configured order; the first one in the store wins, else the device is unknown. */
-  private locateDevice(request: PendingRequest): boolean {
-    const { store, metrics } = this.parts;
-    const ids = request.context.deviceIds;
-    let bestRank = 127;
-    let bestKey: Uint8Array | null = null;
-    let foundRank = 127;
-    for (const id of ids) {
-      const rank = this.rankByKind[id.kind as DeviceIdKind]!;
-      if (rank < 0) continue;
-      if (rank < bestRank) {
-        bestRank = rank;
-        bestKey = id.key;
-      }
-      if (rank >= foundRank) continue;
-      const offset = store.find(id.key, 0);
-      if (offset >= 0) {
-        foundRank = rank;
-        request.known = true;
-        request.records = store.records;
-        request.recordOffset = offset;
-        request.deviceKey = id.key;
-      }
-    }
-    if (bestKey === null) return false;
-    if (request.known) {
-      request.flags = readFlags(store.records, request.recordOffset + this.flagsField.offset, this.flagsField.bytes);
-      metrics.deviceLookups.inc({ result: 'known' });
-    } else {
-      request.deviceKey = bestKey;
-      metrics.deviceLookups.inc({ result: 'unknown' });
-    }
-    return true;
+    request.modelVersion = scorer.modelVersion;
+    scorer.submit(request);
   }
 
   /** Called by the request when its scores arrive. The scores buffer is only valid during this call. */
   scored(request: PendingRequest, scores: Float32Array, offset: number): void {
     request.scores = scores;
     request.scoresOffset = offset;
-    const outcome = this.parts.book.decide(request, request.mask, request.deviceKey, 0, request.context.candidateAds);
+    const outcome = request.parts.book.decide(request, request.mask, request.deviceKey, 0, request.context.candidateAds);
     request.sink.deliver(request.context, this.finish(request, outcome));
   }
 
   /** Called by the request when its scores did not come back in time. */
   missedDeadline(request: PendingRequest): void {
     this.parts.metrics.deadlineFallbacks.inc({ media: request.context.media });
-    const { book } = this.parts;
+    const { book } = request.parts;
+    request.modelVersion = '';
     if (this.parts.config.fallback === 'neutral') {
       const decision = this.finish(request, book.neutral(request.mask, request.deviceKey, 0));
       decision.reason = REASON_BY_CODE[DecisionCode.DEADLINE_FALLBACK]!;
@@ -160,12 +198,12 @@ export class Engine {
   }
 
   private noStrategies(request: PendingRequest): StrategyOutcome {
-    const arm = this.parts.book.primaryArm(request.deviceKey, 0);
+    const arm = request.parts.book.primaryArm(request.deviceKey, 0);
     return { exclusion: null, strategies: [], adResults: [], experimentTag: arm ? arm.tag : 0, experimentTagName: arm ? arm.name : '' };
   }
 
   private finish(request: PendingRequest, outcome: StrategyOutcome): Decision {
-    const { book, metrics } = this.parts;
+    const { book, metrics } = request.parts;
     const code =
       outcome.exclusion !== null ? CODE_BY_EXCLUSION[outcome.exclusion] : outcome.strategies.length > 0 ? DecisionCode.TAKE : DecisionCode.NO_STRATEGY_WANTS;
     if (code === DecisionCode.TAKE && !request.context.isTest) {
@@ -183,7 +221,7 @@ export class Engine {
       experimentTag: outcome.experimentTag,
       experimentTagName: outcome.experimentTagName,
       processingTimeUs: 0,
-      modelVersion: request.scores === EMPTY_SCORES ? '' : this.parts.scorer.modelVersion,
+      modelVersion: request.modelVersion,
     };
   }
 
@@ -215,7 +253,7 @@ function readFlags(records: Uint8Array, at: number, bytes: number): number {
  * One request between screening and its decision: the strategies' view of the device, and the scoring job whose
  * two callbacks the pool calls (exactly one of them, once).
  */
-class PendingRequest implements DeviceView, ScoringJob {
+class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob {
   os: number;
   known = false;
   records: Uint8Array | null = null;
@@ -225,18 +263,29 @@ class PendingRequest implements DeviceView, ScoringJob {
   scores: Float32Array = EMPTY_SCORES;
   scoresOffset = 0;
   deviceKey: Uint8Array = EMPTY_KEY;
-  deadline = 0;
+  lookupKeys: readonly Uint8Array[] = [];
+  /** Versions of the models that scored this request ('' when none did). */
+  modelVersion = '';
   readonly mask: StrategyMask;
 
   constructor(
     private readonly engine: Engine,
+    readonly parts: EngineParts,
     readonly context: BidContext,
     readonly sink: DecisionSink,
-    strategyCount: number,
+    readonly deadline: number,
   ) {
     this.os = context.os;
     this.platformExperimentIds = context.platformExperimentIds;
-    this.mask = new Uint8Array(strategyCount);
+    this.mask = new Uint8Array(parts.book.bidStrategyCount);
+  }
+
+  onProfileFound(keyIndex: number, records: Uint8Array, offset: number): void {
+    this.engine.profileFound(this, this.lookupKeys[keyIndex]!, records, offset);
+  }
+
+  onProfileMissing(): void {
+    this.engine.profileMissing(this);
   }
 
   onScored(scores: Float32Array, offset: number): void {
