@@ -54,6 +54,8 @@ export const configSchema = z
         /** A micro-batch is sent to a worker when it reaches this size, or at the end of the event-loop turn. */
         maxBatch: z.number().int().min(1).max(4096).default(64),
         manifest: z.string().default('data/models/manifest.json'),
+        /** Reload the models (and recompile the strategies) when the manifest file changes. */
+        watchManifest: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

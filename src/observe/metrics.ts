@@ -116,6 +116,12 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       aggregator: 'max',
       registers: [registry],
     }),
+    reloads: new Counter({
+      name: 'rta_reloads_total',
+      help: 'Hot reloads of models, strategies or devices, by result (swapped, refused: the old part kept serving).',
+      labelNames: ['target', 'result'] as const,
+      registers: [registry],
+    }),
     devicesLoaded: new Gauge({
       name: 'rta_store_devices',
       help: 'Devices resident in the device store.',

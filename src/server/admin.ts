@@ -1,16 +1,41 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Metrics } from '../observe/metrics.js';
 import { refuse } from './media-route.js';
+import { RELOAD_TARGETS, type ReloadTarget } from './reload.js';
 import type { Uws } from './uws.js';
 
 /**
  * The admin port (loopback by default): Prometheus metrics and readiness. Kept off the media port so a media
- * platform can never scrape or probe it. `metrics` counts the admin port's own refusals; `exposition` renders
- * every thread's metrics.
+ * platform can never scrape or probe it. `POST /reload/models|strategies|devices` hot-reloads that part from the
+ * files the config names (the old part keeps serving if the new one is refused).
  */
-export function createAdminApp(uws: Uws, metrics: Metrics, exposition: () => Promise<string>, isReady: () => boolean): TemplatedApp {
+export interface AdminHooks {
+  /** Counts the admin port's own refusals. */
+  metrics: Metrics;
+  /** Prometheus text for every thread. */
+  exposition(): Promise<string>;
+  isReady(): boolean;
+  reload(target: ReloadTarget): Promise<Record<string, unknown>>;
+}
+
+export function createAdminApp(uws: Uws, { metrics, exposition, isReady, reload }: AdminHooks): TemplatedApp {
   return uws
     .App()
+    .post('/reload/:target', (res, req) => {
+      const target = req.getParameter(0) as ReloadTarget;
+      if (!RELOAD_TARGETS.includes(target)) {
+        refuse(res, metrics, '404 Not Found', 'not_found', `no reload target "${target}" (one of ${RELOAD_TARGETS.join(', ')})`, false);
+        return;
+      }
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      // Drain the (empty) body so uWS can reuse the connection.
+      res.onData(() => {});
+      reload(target).then(
+        (summary) => !aborted && reply(res, '200 OK', 'application/json', JSON.stringify({ reloaded: target, ...summary }) + '\n'),
+        (err: Error) => !aborted && reply(res, '422 Unprocessable Entity', 'text/plain', `reload_refused: ${err.message.replace(/\s+/g, ' ')}\n`),
+      );
+    })
     .get('/metrics', (res) => {
       let aborted = false;
       res.onAborted(() => (aborted = true));

@@ -12,17 +12,23 @@ import { ScoringPool, type ScoringJob } from '../scoring/pool.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { SLOT_BYTES, type EmbeddedDeviceStore } from '../store/embedded.js';
 import { loadSnapshot } from '../store/snapshot.js';
-import { loadStrategyBook } from '../strategy/book.js';
+import { loadStrategyBook, type StrategyBook } from '../strategy/book.js';
 
 /** Everything a serving thread needs, loaded and validated before the first request: any failure stops the start. */
 export interface Runtime {
   engine: Engine;
   metrics: Metrics;
-  scorer: ScoringPool | InlineScorer;
-  store: EmbeddedDeviceStore;
+  profile: ProfileSchema;
+  scoring: ScoringKind;
+  /** Log lines name the serving thread in app-per-thread mode. */
+  thread: number | undefined;
   /** Route path -> adapter; one entry per media protocol. */
   routes: ReadonlyMap<string, MediaAdapter>;
 }
+
+/** `pool`: score on a piscina pool (scoring-pool mode); `inline`: on the serving thread itself (app-per-thread). */
+export type ScoringKind = 'pool' | 'inline';
+export type Scorer = ScoringPool | InlineScorer;
 
 export const MEDIA_ROUTES: ReadonlyMap<string, MediaAdapter> = new Map([
   ['/rta/tencent', tencentAdapter],
@@ -30,12 +36,10 @@ export const MEDIA_ROUTES: ReadonlyMap<string, MediaAdapter> = new Map([
 ]);
 
 export interface BootOptions {
-  /** `pool`: score on a piscina pool (scoring-pool mode); `inline`: on the serving thread itself (app-per-thread). */
-  scoring: 'pool' | 'inline';
+  scoring: ScoringKind;
   /** A store already in memory (shared by the main thread); loaded from the snapshot when absent. */
   store?: EmbeddedDeviceStore;
   processMetrics: boolean;
-  /** Log lines name the serving thread in app-per-thread mode. */
   thread?: number;
 }
 
@@ -56,9 +60,26 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
   const profile = loadProfileSchema(config.store.profileSchema);
   const store = options.store ?? loadDeviceStore(config, profile);
   metrics.devicesLoaded.set(store.deviceCount);
+  const { scorer, book } = await loadModelsAndStrategies(config, options.scoring, store, profile, options.thread);
+  showModelVersions(metrics, scorer.modelVersion);
+  const engine = new Engine({ config: config.engine, book, store, scorer, profile, metrics });
+  log('info', 'request_path_warmed_up', { thread: options.thread, ...(await warmUpRequestPath(engine, store, metrics)) });
+  return { engine, metrics, profile, scoring: options.scoring, thread: options.thread, routes: MEDIA_ROUTES };
+}
 
+/**
+ * Models (compiled, warmed up) and the strategy book compiled against their names: the two change together, so
+ * a reload can never pair a book with models it was not checked against.
+ */
+export async function loadModelsAndStrategies(
+  config: Config,
+  scoring: ScoringKind,
+  store: EmbeddedDeviceStore | null,
+  profile: ProfileSchema,
+  thread: number | undefined,
+): Promise<{ scorer: Scorer; book: StrategyBook }> {
   const scorer =
-    options.scoring === 'pool'
+    scoring === 'pool'
       ? new ScoringPool({
           manifestPath: config.scoring.manifest,
           profileSchemaPath: config.store.profileSchema,
@@ -66,20 +87,24 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
           maxBatch: config.scoring.maxBatch,
         })
       : new InlineScorer(config.scoring.manifest, config.store.profileSchema);
-  for (const entry of scorer.modelVersion.split(',')) {
+  try {
+    const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
+    log('info', 'models_loaded', { thread, manifest: config.scoring.manifest, models: scorer.modelVersion, scoring });
+    log('info', 'strategies_loaded', { thread, path: config.strategies, bidding: book.bidStrategyIds });
+    log('info', 'scoring_warmed_up', { thread, ...(await warmUpScoring(scorer, store)) });
+    return { scorer, book };
+  } catch (err) {
+    await scorer.close();
+    throw err;
+  }
+}
+
+export function showModelVersions(metrics: Metrics, modelVersion: string): void {
+  metrics.modelInfo.reset();
+  for (const entry of modelVersion.split(',')) {
     const [model, version] = entry.split('@');
     metrics.modelInfo.set({ model: model!, version: version ?? '' }, 1);
   }
-  const thread = options.thread;
-  log('info', 'models_loaded', { thread, manifest: config.scoring.manifest, models: scorer.modelVersion, scoring: options.scoring });
-  log('info', 'scoring_warmed_up', { thread, ...(await warmUpScoring(scorer, store.records, store.deviceCount, store.recordBytes)) });
-
-  const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
-  log('info', 'strategies_loaded', { thread, path: config.strategies, bidding: book.bidStrategyIds });
-
-  const engine = new Engine({ config: config.engine, book, store, scorer, profile, metrics });
-  log('info', 'request_path_warmed_up', { thread, ...(await warmUpRequestPath(engine, store, metrics)) });
-  return { engine, metrics, scorer, store, routes: MEDIA_ROUTES };
 }
 
 /**
@@ -87,8 +112,9 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
  * requests after a start or deploy miss their deadline. Scores a spread of stored devices (and unknown ones), one
  * batch at a time so the pool never sheds them.
  */
-async function warmUpScoring(pool: ScoringPool | InlineScorer, records: Uint8Array, devices: number, recordBytes: number) {
+async function warmUpScoring(pool: Scorer, store: EmbeddedDeviceStore | null) {
   const started = performance.now();
+  const devices = store ? store.deviceCount : 0;
   const rounds = Math.ceil(12_800 / pool.maxBatch);
   let scored = 0;
   let missed = 0;
@@ -100,8 +126,8 @@ async function warmUpScoring(pool: ScoringPool | InlineScorer, records: Uint8Arr
         const n = round * pool.maxBatch + i;
         const known = devices > 0 && n % 8 !== 0;
         const job: ScoringJob = {
-          records: known ? records : null,
-          recordOffset: known ? ((n * 7919) % devices) * recordBytes : 0,
+          records: known ? store!.records : null,
+          recordOffset: known ? ((n * 7919) % devices) * store!.recordBytes : 0,
           os: 1 + (n % 2),
           deadline: performance.now() + 30_000,
           onScored: () => (scored++, done()),

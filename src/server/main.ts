@@ -5,7 +5,14 @@ import { AggregatorRegistry } from 'prom-client';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
-import { loadProfileSchema } from '../store/profile-schema.js';
+import { watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { BatchScorer } from '../scoring/scorer.js';
+import type { ScoringPool } from '../scoring/pool.js';
+import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
+import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
+import { loadStrategyBook } from '../strategy/book.js';
+import { reloadRuntime, type ReloadTarget } from './reload.js';
 import { createAdminApp } from './admin.js';
 import { boot, loadDeviceStore } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
@@ -27,6 +34,8 @@ interface MediaServer {
   /** Prometheus text for every thread. */
   exposition(): Promise<string>;
   refreshGauges(): void;
+  /** Hot-reloads one part everywhere it is used; rejects with a precise message when the new part is refused. */
+  reload(target: ReloadTarget): Promise<Record<string, unknown>>;
   /** Stops accepting, waits for in-flight requests; resolves with how many did not finish in time. */
   stop(): Promise<number>;
 }
@@ -38,7 +47,9 @@ async function main(): Promise<void> {
   const server = config.server.mode === 'scoring-pool' ? await startScoringPool(uws, config) : await startAppPerThread(config);
   let ready = true;
   server.metrics.ready.set(1);
-  const admin = createAdminApp(uws, server.metrics, () => server.exposition(), () => ready);
+  const reload = serialise((target: ReloadTarget) => server.reload(target));
+  const admin = createAdminApp(uws, { metrics: server.metrics, exposition: () => server.exposition(), isReady: () => ready, reload });
+  if (config.scoring.watchManifest) watchManifest(config.scoring.manifest, () => reload('models'));
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
   setInterval(() => server.refreshGauges(), 1000).unref();
   log('info', 'listening', {
@@ -68,19 +79,21 @@ async function main(): Promise<void> {
 async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> {
   const runtime = await boot(config, { scoring: 'pool', processMetrics: true });
   const socket = await listen(createMediaApp(uws, runtime, config), config.server.host, config.server.port, 'media');
-  const { metrics, scorer } = runtime;
+  const { metrics, engine } = runtime;
+  const scorer = () => engine.parts.scorer as ScoringPool;
   return {
     port: uws.us_socket_local_port(socket),
     metrics,
     exposition: () => metrics.registry.metrics(),
     refreshGauges() {
-      metrics.scoringQueueDepth.set(scorer.queueDepth);
-      metrics.scoringUtilization.set(scorer.utilization);
+      metrics.scoringQueueDepth.set(scorer().queueDepth);
+      metrics.scoringUtilization.set(scorer().utilization);
     },
+    reload: (target) => reloadRuntime(runtime, config, target),
     async stop() {
       uws.us_listen_socket_close(socket);
       const unfinished = await drain(inFlight, config.server.drainTimeoutMs);
-      await scorer.close();
+      await scorer().close();
       return unfinished;
     },
   };
@@ -93,7 +106,8 @@ async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> 
 async function startAppPerThread(config: Config): Promise<MediaServer> {
   if (config.server.appThreads > availableParallelism())
     log('warn', 'more_threads_than_cores', { appThreads: config.server.appThreads, cores: availableParallelism() });
-  const store = loadDeviceStore(config, loadProfileSchema(config.store.profileSchema));
+  const profile = loadProfileSchema(config.store.profileSchema);
+  const store = loadDeviceStore(config, profile);
   const shared = store.shareBuffers();
   const metrics = createMetrics({ processMetrics: true });
   metrics.devicesLoaded.set(store.deviceCount);
@@ -114,6 +128,22 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
       return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...perThread] as object[]).metrics();
     },
     refreshGauges() {},
+    async reload(target) {
+      let store: SharedDeviceStoreBuffers | undefined;
+      try {
+        if (target === 'devices') store = loadDeviceStore(config, profile).shareBuffers();
+        // Checked here first, so a bad file is refused before any thread starts loading it.
+        else checkModelsAndStrategies(config, profile);
+      } catch (err) {
+        metrics.reloads.inc({ target, result: 'refused' });
+        throw err;
+      }
+      if (store) metrics.devicesLoaded.set(store.deviceCount);
+      const results = await Promise.all(threads.map((t) => t.reload(target, store)));
+      const failed = results.find((r) => r.error !== undefined);
+      if (failed) throw new Error(failed.error);
+      return results[0]!.summary!;
+    },
     async stop() {
       const unfinished = await Promise.all(threads.map((t) => t.stop()));
       return unfinished.reduce((a, b) => a + b, 0);
@@ -126,6 +156,7 @@ class ServingThread {
   readonly listening: Promise<number>;
   private readonly worker: Worker;
   private readonly metricsWaiting = new Map<number, (metrics: unknown) => void>();
+  private readonly reloadsWaiting = new Map<number, (result: { summary?: Record<string, unknown>; error?: string }) => void>();
   private nextId = 0;
   private stopped: ((unfinished: number) => void) | null = null;
 
@@ -136,6 +167,7 @@ class ServingThread {
         if (message.type === 'listening') resolve(message.port);
         else if (message.type === 'failed') reject(new Error(`serving thread ${data.thread}: ${message.message}`));
         else if (message.type === 'metrics') this.metricsWaiting.get(message.id)?.(message.metrics);
+        else if (message.type === 'reloaded') this.reloadsWaiting.get(message.id)?.(message);
         else this.stopped?.(message.unfinished);
       });
       this.worker.on('error', (err) => reject(new Error(`serving thread ${data.thread}: ${err.message}`)));
@@ -161,6 +193,17 @@ class ServingThread {
     });
   }
 
+  reload(target: ReloadTarget, store?: SharedDeviceStoreBuffers): Promise<{ summary?: Record<string, unknown>; error?: string }> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.reloadsWaiting.set(id, (result) => {
+        this.reloadsWaiting.delete(id);
+        resolve(result);
+      });
+      this.post(store ? { type: 'reload', id, target, store } : { type: 'reload', id, target });
+    });
+  }
+
   stop(): Promise<number> {
     return new Promise((resolve) => {
       this.stopped = (unfinished) => {
@@ -174,6 +217,39 @@ class ServingThread {
   private post(message: ToServingThread): void {
     this.worker.postMessage(message);
   }
+}
+
+/** Runs reloads one at a time: a second request waits for the first instead of racing it. */
+function serialise<A, R>(run: (arg: A) => Promise<R>): (arg: A) => Promise<R> {
+  let last: Promise<unknown> = Promise.resolve();
+  return (arg) => {
+    const next = last.then(() => run(arg));
+    last = next.catch(() => undefined);
+    return next;
+  };
+}
+
+/** Loads the models and compiles the strategy book once, only to refuse bad files with their own message. */
+function checkModelsAndStrategies(config: Config, profile: ProfileSchema): void {
+  const scorer = new BatchScorer(config.scoring.manifest, config.store.profileSchema);
+  loadStrategyBook(config.strategies, profile, scorer.modelNames);
+}
+
+/**
+ * Reloads the models when the manifest changes. Watches the folder, since tools replace files by renaming; waits
+ * for writes to settle, and a half-written file is refused like any bad file (the old models keep serving).
+ */
+function watchManifest(manifestPath: string, reload: () => Promise<unknown>): void {
+  const name = basename(manifestPath);
+  let timer: NodeJS.Timeout | null = null;
+  watch(dirname(manifestPath), (_event, file) => {
+    if (file !== name) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      reload().catch((err: Error) => log('error', 'reload_refused', { target: 'models', trigger: 'manifest changed', message: err.message }));
+    }, 300);
+  }).unref();
 }
 
 main().catch((err: unknown) => {

@@ -6,12 +6,13 @@ import { loadProfileSchema } from '../store/profile-schema.js';
 import { boot } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
+import { reloadRuntime, type ReloadTarget } from './reload.js';
 import { loadNativeUws } from './uws.js';
 
 /**
  * One serving thread of the app-per-thread mode: its own uWebSockets.js app on the shared media port, its own
  * engine scoring inline, the device store read through the main thread's shared memory. Talks to the main thread
- * in four messages: listening / failed out, metrics / stop in.
+ * in messages: listening / failed / stopped out; metrics, reload and stop in, each answered.
  */
 export interface ServingThreadData {
   config: Config;
@@ -21,11 +22,15 @@ export interface ServingThreadData {
   port: number;
 }
 
-export type ToServingThread = { type: 'metrics'; id: number } | { type: 'stop' };
+export type ToServingThread =
+  | { type: 'metrics'; id: number }
+  | { type: 'reload'; id: number; target: ReloadTarget; store?: SharedDeviceStoreBuffers }
+  | { type: 'stop' };
 export type FromServingThread =
   | { type: 'listening'; port: number }
   | { type: 'failed'; message: string }
   | { type: 'metrics'; id: number; metrics: unknown }
+  | { type: 'reloaded'; id: number; summary?: Record<string, unknown>; error?: string }
   | { type: 'stopped'; unfinished: number };
 
 const port = parentPort!;
@@ -42,6 +47,12 @@ try {
   port.on('message', (message: ToServingThread) => {
     if (message.type === 'metrics') {
       void runtime.metrics.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
+    } else if (message.type === 'reload') {
+      const store = message.store ? EmbeddedDeviceStore.open(message.store, runtime.profile) : undefined;
+      reloadRuntime(runtime, config, message.target, store).then(
+        (summary) => send({ type: 'reloaded', id: message.id, summary }),
+        (err: Error) => send({ type: 'reloaded', id: message.id, error: err.message }),
+      );
     } else {
       runtime.metrics.ready.set(0);
       uws.us_listen_socket_close(socket);

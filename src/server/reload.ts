@@ -1,0 +1,47 @@
+import type { Config } from '../config.js';
+import { log } from '../observe/log.js';
+import { EmbeddedDeviceStore } from '../store/embedded.js';
+import { loadStrategyBook } from '../strategy/book.js';
+import { loadDeviceStore, loadModelsAndStrategies, showModelVersions, type Runtime, type Scorer } from './boot.js';
+
+/**
+ * Hot reload of one part of a running engine from the files its config names. The new part is loaded, validated
+ * and warmed up beside the old one, then swapped in with one assignment; a refused file leaves the old part
+ * serving. Requests already under way finish on the parts they started with.
+ */
+export const RELOAD_TARGETS = ['models', 'strategies', 'devices'] as const;
+export type ReloadTarget = (typeof RELOAD_TARGETS)[number];
+
+export async function reloadRuntime(runtime: Runtime, config: Config, target: ReloadTarget, sharedStore?: EmbeddedDeviceStore): Promise<Record<string, unknown>> {
+  const { engine, metrics } = runtime;
+  const old = engine.parts;
+  const started = performance.now();
+  let summary: Record<string, unknown>;
+  try {
+    if (target === 'devices') {
+      const store = sharedStore ?? loadDeviceStore(config, runtime.profile);
+      engine.swap({ store });
+      metrics.devicesLoaded.set(store.deviceCount);
+      summary = { devices: store.deviceCount };
+    } else if (target === 'strategies') {
+      const book = loadStrategyBook(config.strategies, runtime.profile, old.scorer.modelNames);
+      engine.swap({ book });
+      summary = { bidding: book.bidStrategyIds };
+    } else {
+      const store = old.store instanceof EmbeddedDeviceStore ? old.store : null;
+      const { scorer, book } = await loadModelsAndStrategies(config, runtime.scoring, store, runtime.profile, runtime.thread);
+      engine.swap({ scorer, book });
+      showModelVersions(metrics, scorer.modelVersion);
+      // A pool finishes the batches already at its workers before it stops.
+      await (old.scorer as Scorer).close();
+      summary = { models: scorer.modelVersion };
+    }
+  } catch (err) {
+    metrics.reloads.inc({ target, result: 'refused' });
+    throw err;
+  }
+  metrics.reloads.inc({ target, result: 'swapped' });
+  const millis = Math.round(performance.now() - started);
+  log('info', 'reloaded', { thread: runtime.thread, target, millis, ...summary });
+  return { ...summary, millis };
+}
