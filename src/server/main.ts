@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { watch } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
 import { BatchScorer } from '../scoring/scorer.js';
 import type { ScoringPool } from '../scoring/pool.js';
@@ -113,12 +114,17 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
   metrics.devicesLoaded.set(store.deviceCount);
 
   const threads: ServingThread[] = [];
-  let port = config.server.port;
-  for (let thread = 0; thread < config.server.appThreads; thread++) {
-    const serving = new ServingThread({ config, store: shared, thread, port });
-    threads.push(serving);
-    // The first thread may have been given port 0; the others must join the port it got.
-    port = await serving.listening;
+  // Every thread must bind the same port number, so "any free port" is resolved to one here.
+  const port = config.server.port === 0 ? await freePort(config.server.host) : config.server.port;
+  try {
+    for (let thread = 0; thread < config.server.appThreads; thread++) {
+      const serving = new ServingThread({ config, store: shared, thread, port });
+      threads.push(serving);
+      await serving.listening;
+    }
+  } catch (err) {
+    await Promise.all(threads.map((t) => t.stop()));
+    throw err;
   }
   return {
     port,
@@ -160,8 +166,12 @@ class ServingThread {
   private nextId = 0;
   private stopped: ((unfinished: number) => void) | null = null;
 
+  private readonly exited: Promise<void>;
+  private stopping = false;
+
   constructor(data: ServingThreadData) {
     this.worker = new Worker(new URL('./serving-thread.js', import.meta.url), { workerData: data });
+    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.listening = new Promise((resolve, reject) => {
       this.worker.on('message', (message: FromServingThread) => {
         if (message.type === 'listening') resolve(message.port);
@@ -174,7 +184,7 @@ class ServingThread {
       this.worker.on('exit', (code) => {
         reject(new Error(`serving thread ${data.thread} exited with code ${code}`));
         // A serving thread never exits on its own while we serve: losing one silently would halve capacity.
-        if (this.stopped === null) {
+        if (!this.stopping) {
           log('error', 'serving_thread_exited', { thread: data.thread, code });
           process.exit(1);
         }
@@ -204,19 +214,33 @@ class ServingThread {
     });
   }
 
-  stop(): Promise<number> {
-    return new Promise((resolve) => {
-      this.stopped = (unfinished) => {
-        void this.worker.terminate();
-        resolve(unfinished);
-      };
+  /** Asks the thread to drain and exit; resolves with its unfinished request count once it has exited. */
+  async stop(): Promise<number> {
+    this.stopping = true;
+    const unfinished = new Promise<number>((resolve) => {
+      this.stopped = resolve;
       this.post({ type: 'stop' });
     });
+    const result = await Promise.race([unfinished, this.exited.then(() => 0)]);
+    await this.exited;
+    return result;
   }
 
   private post(message: ToServingThread): void {
     this.worker.postMessage(message);
   }
+}
+
+/** A port free right now on `host`, for the serving threads to share. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 /** Runs reloads one at a time: a second request waits for the first instead of racing it. */

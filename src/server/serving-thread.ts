@@ -42,7 +42,8 @@ try {
   const uws = loadNativeUws();
   const store = EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema));
   const runtime = await boot(config, { scoring: 'inline', store, processMetrics: false, thread });
-  const socket = await listen(createMediaApp(uws, runtime, config), config.server.host, data.port, `media (thread ${thread})`);
+  const app = createMediaApp(uws, runtime, config);
+  const socket = await listen(app, config.server.host, data.port, `media (thread ${thread})`);
   runtime.metrics.ready.set(1);
   port.on('message', (message: ToServingThread) => {
     if (message.type === 'metrics') {
@@ -56,7 +57,12 @@ try {
     } else {
       runtime.metrics.ready.set(0);
       uws.us_listen_socket_close(socket);
-      void drain(inFlight, config.server.drainTimeoutMs).then((unfinished) => send({ type: 'stopped', unfinished }));
+      void drain(inFlight, config.server.drainTimeoutMs).then(async (unfinished) => {
+        // Closes the idle keep-alive connections too, so the thread's event loop empties and the thread exits.
+        (app as unknown as { close(): void }).close();
+        send({ type: 'stopped', unfinished });
+        port.close();
+      });
     }
   });
   send({ type: 'listening', port: uws.us_socket_local_port(socket) });
