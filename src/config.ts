@@ -120,8 +120,9 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
       if (!/^\d+$/.test(value)) throw new ConfigError(`environment ${name}="${value}": expected a whole number`);
       parsed = Number(value);
     }
-    const section = (raw[path[0]] ??= {}) as Record<string, unknown>;
-    section[path[1]] = parsed;
+    const section = path[0] in raw ? raw[path[0]] : (raw[path[0]] = {});
+    // A section of the wrong type is left for the schema to refuse with its own message.
+    if (typeof section === 'object' && section !== null && !Array.isArray(section)) (section as Record<string, unknown>)[path[1]] = parsed;
   }
   const result = configSchema.safeParse(raw);
   if (!result.success) {

@@ -181,7 +181,7 @@ export class Engine {
     const { book } = request.parts;
     request.modelVersion = '';
     if (this.parts.config.fallback === 'neutral') {
-      const decision = this.finish(request, book.neutral(request.mask, request.deviceKey, 0));
+      const decision = this.finish(request, book.neutral(request.mask, request.deviceKey, 0), false);
       decision.reason = REASON_BY_CODE[DecisionCode.DEADLINE_FALLBACK]!;
       decision.cacheTtlSeconds = book.cacheTtlSeconds.fallback;
       request.sink.deliver(request.context, decision);
@@ -202,11 +202,12 @@ export class Engine {
     return { exclusion: null, strategies: [], adResults: [], experimentTag: arm ? arm.tag : 0, experimentTagName: arm ? arm.name : '' };
   }
 
-  private finish(request: PendingRequest, outcome: StrategyOutcome): Decision {
+  /** `decided` is false for a neutral fallback: its coefficients are not the book's, so they stay out of its metrics. */
+  private finish(request: PendingRequest, outcome: StrategyOutcome, decided = true): Decision {
     const { book, metrics } = request.parts;
     const code =
       outcome.exclusion !== null ? CODE_BY_EXCLUSION[outcome.exclusion] : outcome.strategies.length > 0 ? DecisionCode.TAKE : DecisionCode.NO_STRATEGY_WANTS;
-    if (code === DecisionCode.TAKE && !request.context.isTest) {
+    if (code === DecisionCode.TAKE && decided && !request.context.isTest) {
       for (const s of outcome.strategies) {
         metrics.strategyDecisions.inc({ strategy: s.strategyId });
         metrics.coefficients.observe({ strategy: s.strategyId }, s.coefficient);

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
@@ -12,7 +13,6 @@ const LATENCY_BUCKETS_SECONDS = [
   0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025,
 ];
 const COEFFICIENT_BUCKETS = [0.2, 0.3, 0.5, 0.7, 0.85, 1, 1.15, 1.3, 1.5, 2, 3, 4, 5];
-const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -23,7 +23,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 export function createMetrics(options: { processMetrics: boolean } = { processMetrics: true }) {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
-  return {
+  const metrics = {
     registry,
     requests: new Counter({
       name: 'rta_requests_total',
@@ -98,10 +98,10 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       aggregator: 'average',
       registers: [registry],
     }),
-    scoringBatchSize: new Histogram({
-      name: 'rta_scoring_batch_size',
-      help: 'Requests per micro-batch sent to a scoring worker.',
-      buckets: BATCH_SIZE_BUCKETS,
+    scoringBatchSize: new Gauge({
+      name: 'rta_scoring_batch_size_mean',
+      help: 'Mean requests per micro-batch sent to a scoring worker over the last second.',
+      aggregator: 'average',
       registers: [registry],
     }),
     scoringErrors: new Counter({
@@ -128,6 +128,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       aggregator: 'max',
       registers: [registry],
     }),
+    eventLoopDelay: eventLoopDelayGauge(registry),
     ready: new Gauge({
       name: 'rta_ready',
       help: '1 once models, strategies and the device store are loaded (and every serving thread listens).',
@@ -135,4 +136,41 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       registers: [registry],
     }),
   };
+  // Known reasons start at 0, so a dashboard shows "none yet" rather than "no data".
+  for (const reason of INPUT_REFUSAL_REASONS) metrics.rejectedInputs.labels(reason).inc(0);
+  for (const result of ['known', 'unknown']) metrics.deviceLookups.labels(result).inc(0);
+  return metrics;
+}
+
+const INPUT_REFUSAL_REASONS = [
+  'method_not_allowed',
+  'not_found',
+  'body_too_large',
+  'malformed_protobuf',
+  'id_out_of_range',
+  'invalid_json',
+  'invalid_request',
+];
+
+/**
+ * Event-loop delay of the thread that owns this registry: the serving thread's own, which is what queues requests
+ * (prom-client's nodejs_eventloop_lag_seconds only sees the main thread). Quantiles since the previous scrape;
+ * across threads the worst one is reported.
+ */
+function eventLoopDelayGauge(registry: Registry) {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  return new Gauge({
+    name: 'rta_event_loop_delay_seconds',
+    help: 'Event-loop delay of the serving thread(s) since the last scrape, by quantile (0.5, 0.99, 1 = max); the worst thread.',
+    labelNames: ['quantile'] as const,
+    aggregator: 'max',
+    registers: [registry],
+    collect() {
+      this.set({ quantile: '0.5' }, histogram.percentile(50) / 1e9);
+      this.set({ quantile: '0.99' }, histogram.percentile(99) / 1e9);
+      this.set({ quantile: '1' }, histogram.max / 1e9);
+      histogram.reset();
+    },
+  });
 }

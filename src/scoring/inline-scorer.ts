@@ -13,6 +13,7 @@ export class InlineScorer {
   /** Always 0: nothing waits. Kept so both scorers report the same gauges. */
   readonly queueDepth = 0;
   readonly utilization = 0;
+  deadlineMisses = 0;
   private readonly scorer: BatchScorer;
   private readonly batch: ScoringBatch;
   private readonly recordBytes: number;
@@ -27,7 +28,16 @@ export class InlineScorer {
     this.batch.count = 1;
   }
 
+  /**
+   * Same contract as the pool: scores that would arrive after the job's deadline are not used. A job can be late
+   * before it starts (the thread was busy) or after (an expensive model).
+   */
   submit(job: ScoringJob): void {
+    if (performance.now() > job.deadline) {
+      this.deadlineMisses++;
+      job.onDeadline();
+      return;
+    }
     const { batch, recordBytes } = this;
     if (job.records === null) {
       batch.known[0] = 0;
@@ -37,6 +47,11 @@ export class InlineScorer {
     }
     batch.os[0] = job.os;
     this.scorer.scoreBatch(batch);
+    if (performance.now() > job.deadline) {
+      this.deadlineMisses++;
+      job.onDeadline();
+      return;
+    }
     job.onScored(batch.scores, 0);
   }
 

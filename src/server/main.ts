@@ -82,13 +82,21 @@ async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> 
   const socket = await listen(createMediaApp(uws, runtime, config), config.server.host, config.server.port, 'media');
   const { metrics, engine } = runtime;
   const scorer = () => engine.parts.scorer as ScoringPool;
+  // The pool keeps running totals; the metrics want what happened since the last refresh (a reload starts a new pool).
+  let seen = { pool: scorer(), batches: 0, jobs: 0, errors: 0 };
   return {
     port: uws.us_socket_local_port(socket),
     metrics,
     exposition: () => metrics.registry.metrics(),
     refreshGauges() {
-      metrics.scoringQueueDepth.set(scorer().queueDepth);
-      metrics.scoringUtilization.set(scorer().utilization);
+      const pool = scorer();
+      if (pool !== seen.pool) seen = { pool, batches: 0, jobs: 0, errors: 0 };
+      metrics.scoringQueueDepth.set(pool.queueDepth);
+      metrics.scoringUtilization.set(pool.utilization);
+      const batches = pool.batchesSent - seen.batches;
+      if (batches > 0) metrics.scoringBatchSize.set((pool.jobsSent - seen.jobs) / batches);
+      metrics.scoringErrors.inc(pool.workerErrors - seen.errors);
+      seen = { pool, batches: pool.batchesSent, jobs: pool.jobsSent, errors: pool.workerErrors };
     },
     reload: (target) => reloadRuntime(runtime, config, target),
     async stop() {
@@ -145,7 +153,10 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
         throw err;
       }
       if (store) metrics.devicesLoaded.set(store.deviceCount);
-      const results = await Promise.all(threads.map((t) => t.reload(target, store)));
+      // One thread at a time: loading blocks a thread for a few tens of milliseconds, and the other threads keep
+      // serving their connections meanwhile.
+      const results = [];
+      for (const thread of threads) results.push(await thread.reload(target, store));
       const failed = results.find((r) => r.error !== undefined);
       if (failed) throw new Error(failed.error);
       return results[0]!.summary!;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AdAdjustment, CandidateAd, StrategyDecision } from '../engine/types.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
-import { compileCondition, splitByStage, type CompiledCondition, type ConditionScope } from './conditions.js';
+import { compileCondition, splitByStage, sufficientBeforeScoring, type CompiledCondition, type ConditionScope } from './conditions.js';
 import type { DeviceView } from './device-view.js';
 import { compileExperiment, type CompiledArm, type CompiledExperiment } from './experiments.js';
 import { bidSchema, MEDIA_MAX_COEFFICIENT, MEDIA_MIN_COEFFICIENT, strategyFileSchema, type BidParams, type StrategyFile } from './schema.js';
@@ -83,18 +83,25 @@ export class StrategyBook {
       ids.add(s.id);
     }
 
-    const exclusions = file.strategies.flatMap((s, i) =>
-      s.kind === 'exclude' && s.enabled
-        ? [{ id: s.id, reason: s.reason, condition: compileCondition(s.when, scope, `strategies[${i}](${s.id}).when`) }]
-        : [],
-    );
-    this.exclusionsBeforeScoring = exclusions.filter((e) => !e.condition.needsScores);
-    this.exclusionsAfterScoring = exclusions.filter((e) => e.condition.needsScores);
+    this.exclusionsBeforeScoring = [];
+    this.exclusionsAfterScoring = [];
+    for (const [i, s] of file.strategies.entries()) {
+      if (s.kind !== 'exclude' || !s.enabled) continue;
+      const where = `strategies[${i}](${s.id}).when`;
+      const condition = compileCondition(s.when, scope, where);
+      if (!condition.needsScores) {
+        this.exclusionsBeforeScoring.push({ id: s.id, reason: s.reason, condition });
+        continue;
+      }
+      const early = sufficientBeforeScoring(s.when);
+      if (early) this.exclusionsBeforeScoring.push({ id: s.id, reason: s.reason, condition: compileCondition(early, scope, where) });
+      this.exclusionsAfterScoring.push({ id: s.id, reason: s.reason, condition });
+    }
 
     const bidSources = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [{ s, i }] : []));
-    const experimentOf = compileExperiments(file, (id) => {
+    const experimentOf = compileExperiments(file, (id, where) => {
       const found = bidSources.find(({ s }) => s.id === id);
-      if (!found) throw new Error(`experiments: strategy "${id}" is not an enabled bidding strategy`);
+      if (!found) throw new Error(`${where}: strategy "${id}" is not an enabled bidding strategy`);
       return found.s.bid;
     });
     this.bidStrategies = bidSources.map(({ s, i }) => {
@@ -262,9 +269,10 @@ function resolveValueModels(names: StrategyFile['valueModels'], modelIndex: Read
   return { apply: index('apply'), approve: index('approve'), risk: index('risk'), ltv: index('ltv') };
 }
 
-function compileExperiments(file: StrategyFile, baseBid: (id: string) => BidParams): Map<string, CompiledExperiment> {
+function compileExperiments(file: StrategyFile, bidOf: (id: string, where: string) => BidParams): Map<string, CompiledExperiment> {
   const byStrategy = new Map<string, CompiledExperiment>();
   for (const [i, experiment] of file.experiments.entries()) {
+    const baseBid = (id: string) => bidOf(id, `experiments[${i}](${experiment.id})`);
     for (const arm of experiment.arms) {
       for (const strategyId of Object.keys(arm.overrides))
         if (!experiment.strategies.includes(strategyId))

@@ -93,6 +93,22 @@ export function splitByStage(condition: Condition): { beforeScoring: Condition; 
   return { beforeScoring: profileOnly, afterScoring };
 }
 
+/**
+ * A score-free condition that implies the given one, or null. For an exclusion such as
+ * `anyOf: [overdue flag, multi-lender count, risk score]` it keeps the score-free options, so a device already
+ * excluded by its profile is rejected without being scored; the full condition still runs after scoring.
+ */
+export function sufficientBeforeScoring(condition: Condition): Condition | null {
+  if (!conditionUsesScores(condition)) return condition;
+  const { scores, anyOf, not, ...rest } = condition;
+  if (scores || (not && conditionUsesScores({ not })) || !anyOf) return null;
+  const scoreFree = anyOf.filter((option) => !conditionUsesScores(option));
+  if (scoreFree.length === 0) return null;
+  const early: Condition = { ...rest, anyOf: scoreFree };
+  if (not) early.not = not;
+  return early;
+}
+
 function conditionUsesScores(condition: Condition): boolean {
   return Boolean(condition.scores) || (condition.anyOf ?? []).some(conditionUsesScores) || (condition.not ? conditionUsesScores(condition.not) : false);
 }

@@ -166,7 +166,9 @@ const experimentSchema = z
       )
       .min(1)
       .refine((arms) => Math.abs(arms.reduce((s, a) => s + a.percent, 0) - 100) < 1e-9, 'arm percents must add up to 100')
-      .refine((arms) => arms.every((a) => Number.isInteger(a.percent * 100)), 'arm percents have at most two decimals (buckets are 0.01 %)'),
+      .refine((arms) => arms.every((a) => Math.abs(a.percent * 100 - Math.round(a.percent * 100)) < 1e-6), 'arm percents have at most two decimals (buckets are 0.01 %)')
+      .refine((arms) => new Set(arms.map((a) => a.name)).size === arms.length, 'arm names must differ: attribution tells arms apart by them')
+      .refine((arms) => new Set(arms.map((a) => a.tag)).size === arms.length, 'arm tags must differ: attribution tells arms apart by them'),
   })
   .strict();
 

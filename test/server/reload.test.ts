@@ -36,7 +36,9 @@ beforeAll(async () => {
   for (const file of MODEL_FILES) copyFileSync(join(REPO_ROOT, 'data/models', file), join(dir, file));
   writeModels('v1');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ scoring: { manifest: join(dir, 'manifest.json'), watchManifest: false } }));
-  engine = await startEngine({ RTA_CONFIG: join(dir, 'config.json') });
+  // Loading new models blocks each serving thread for some tens of milliseconds (README, "Hot reload"); a deadline
+  // longer than that keeps this test about versions, not about deadline fallbacks.
+  engine = await startEngine({ RTA_CONFIG: join(dir, 'config.json'), RTA_SCORE_DEADLINE_MICROS: '50000' });
 });
 
 afterAll(async () => {
@@ -84,9 +86,14 @@ describe('model hot reload', () => {
     running = false;
     await Promise.all(clients);
 
+    // A reply without a model version is a deadline fallback (a thread busy loading models on a loaded machine):
+    // allowed, but rare. Every scored reply names exactly one whole version.
+    const fallbacks = seen.get('') ?? 0;
+    seen.delete('');
+    const total = fallbacks + [...seen.values()].reduce((a, b) => a + b, 0);
     expect(failures).toBe(0);
     expect([...seen.keys()].sort()).toEqual([versions.v1, versions.v2].sort());
-    expect([...seen.values()].every((count) => count > 0)).toBe(true);
+    expect(fallbacks / total).toBeLessThan(0.05);
   });
 
   test('a broken model file is refused with its reason and the old models keep serving', async () => {

@@ -1,0 +1,382 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { beforeEach, describe, expect, test } from 'vitest';
+import { loadConfig, type Config } from '../../src/config.js';
+import { Engine, type DecisionSink, type Scorer } from '../../src/engine/engine.js';
+import { DeviceIdKind, Os, type BidContext, type CandidateAd, type Decision } from '../../src/engine/types.js';
+import { createMetrics, type Metrics } from '../../src/observe/metrics.js';
+import { InlineScorer } from '../../src/scoring/inline-scorer.js';
+import { DEFAULT_MANIFEST_PATH } from '../../src/scoring/manifest.js';
+import type { ScoringJob } from '../../src/scoring/pool.js';
+import { allocateBatch, BatchScorer } from '../../src/scoring/scorer.js';
+import { EmbeddedDeviceStore } from '../../src/store/embedded.js';
+import { ProfileRecordWriter } from '../../src/store/profile-record.js';
+import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../../src/store/profile-schema.js';
+import { parseStrategyFile, StrategyBook } from '../../src/strategy/book.js';
+import { experimentBucket } from '../../src/strategy/experiments.js';
+
+/**
+ * The engine end to end, minus the network: a small real embedded store, the demo strategy book, the demo models
+ * scored inline, real metrics. Scorers are wrapped only to count submissions or, as fault injection, to miss the
+ * deadline.
+ */
+
+const STRATEGIES_PATH = new URL('../../data/strategies.json', import.meta.url).pathname;
+const DEMO_SALT = 'prime-curve-2026w48';
+const profile = loadProfileSchema(DEFAULT_PROFILE_SCHEMA_PATH);
+const inline = new InlineScorer(DEFAULT_MANIFEST_PATH, DEFAULT_PROFILE_SCHEMA_PATH);
+const demoFile = JSON.parse(readFileSync(STRATEGIES_PATH, 'utf8'));
+const demoBook = new StrategyBook(parseStrategyFile(demoFile, 'demo'), profile, inline.modelNames);
+/** The demo book with a fallback cache time of its own, so a fallback reply cannot pass for a take or a reject. */
+const FALLBACK_TTL = 7200;
+const fallbackBook = new StrategyBook(
+  parseStrategyFile({ ...demoFile, cacheTtlSeconds: { ...demoFile.cacheTtlSeconds, fallback: FALLBACK_TTL } }, 'demo'),
+  profile,
+  inline.modelNames,
+);
+const defaultEngineConfig = loadConfig({ env: {} }).engine;
+
+const md5 = (text: string) => new Uint8Array(createHash('md5').update(text).digest());
+
+/** The demo experiment's arm for a device key, computed from the bucket alone. */
+function demoArm(key: Uint8Array): { tag: number; name: string } {
+  return experimentBucket(DEMO_SALT, key) < 5000 ? { tag: 480001, name: 'control' } : { tag: 480002, name: 'steep' };
+}
+
+/** Two keys in different arms of the demo experiment, so that keying by the wrong one shows. */
+function keysInDifferentArms(prefix: string): [Uint8Array, Uint8Array] {
+  const first = md5(`${prefix}-0`);
+  for (let i = 1; ; i++) {
+    const other = md5(`${prefix}-${i}`);
+    if (demoArm(other).tag !== demoArm(first).tag) return [first, other];
+  }
+}
+
+// --- the store ---------------------------------------------------------------------------------------------
+
+const writer = new ProfileRecordWriter(profile);
+function record(flags: string[], fields: Record<string, number>): Uint8Array {
+  writer.clear();
+  const flagProblem = writer.writeFlags(profile.field('flags'), flags);
+  if (flagProblem) throw new Error(flagProblem);
+  for (const [name, value] of Object.entries(fields)) {
+    const problem = writer.write(profile.field(name), value);
+    if (problem) throw new Error(problem);
+  }
+  return writer.record.slice();
+}
+
+const PRIME_FIELDS = { multi_lender_count: 0, credit_band: 1, finance_app_count: 8, region_tier: 1, income_score: 0.9, engagement_score: 0.9 };
+const PRIME = { oaid: md5('prime-oaid'), imei: md5('prime-imei'), record: record([], PRIME_FIELDS) };
+const BORROWER = {
+  oaid: md5('borrower-oaid'),
+  imei: md5('borrower-imei'),
+  record: record(['registered', 'applied', 'approved', 'active_borrower'], { days_since_last_active: 3, repay_score: 0.9 }),
+};
+const BLACKLISTED = { oaid: md5('blacklisted-oaid'), record: record(['blacklisted'], { multi_lender_count: 1 }) };
+/** No risky flag or field: only the risk model (about 0.62 for this profile) excludes it, after scoring. */
+const RISKY = { oaid: md5('risky-oaid'), record: record([], { multi_lender_count: 3, credit_band: 5, income_score: 0.05, repay_score: 0.05 }) };
+/** Registered with poor credit: no demo bidding strategy can want it. */
+const NOBODY = { oaid: md5('nobody-oaid'), record: record(['registered'], { credit_band: 5 }) };
+
+const store = EmbeddedDeviceStore.create(profile);
+store.addDevice(PRIME.record, Buffer.concat([PRIME.oaid, PRIME.imei]));
+store.addDevice(BORROWER.record, Buffer.concat([BORROWER.oaid, BORROWER.imei]));
+store.addDevice(BLACKLISTED.record, BLACKLISTED.oaid);
+store.addDevice(RISKY.record, RISKY.oaid);
+store.addDevice(NOBODY.record, NOBODY.oaid);
+
+// --- scorers and the sink ----------------------------------------------------------------------------------
+
+/** The real inline scorer, counting what it is asked to score. */
+class CountingScorer implements Scorer {
+  readonly modelNames = inline.modelNames;
+  readonly modelVersion = inline.modelVersion;
+  submits = 0;
+  submit(job: ScoringJob): void {
+    this.submits++;
+    inline.submit(job);
+  }
+}
+
+/** Fault injection: scores never come back in time, so the pool's deadline callback answers instead. */
+class MissingDeadlineScorer implements Scorer {
+  readonly modelNames = inline.modelNames;
+  readonly modelVersion = inline.modelVersion;
+  deadlines: number[] = [];
+  submit(job: ScoringJob): void {
+    this.deadlines.push(job.deadline);
+    job.onDeadline();
+  }
+}
+
+class RecordingSink implements DecisionSink {
+  readonly decisions: Decision[] = [];
+  readonly contexts: BidContext[] = [];
+  deliver(context: BidContext, decision: Decision): void {
+    this.contexts.push(context);
+    this.decisions.push(decision);
+  }
+}
+
+let metrics: Metrics;
+beforeEach(() => {
+  metrics = createMetrics({ processMetrics: false });
+});
+
+function engineWith(options: { scorer?: Scorer; config?: Partial<Config['engine']>; book?: StrategyBook } = {}): Engine {
+  return new Engine({
+    // A generous deadline: the first scores of a cold (not warmed-up) scorer take milliseconds.
+    config: { ...defaultEngineConfig, scoreDeadlineMicros: 50_000, ...options.config },
+    book: options.book ?? demoBook,
+    store,
+    scorer: options.scorer ?? new CountingScorer(),
+    profile,
+    metrics,
+  });
+}
+
+function bidRequest(ids: [DeviceIdKind, Uint8Array][], extra: Partial<BidContext> = {}): BidContext {
+  return {
+    media: 'test',
+    requestId: 'r1',
+    isPing: false,
+    isTest: false,
+    os: Os.ANDROID,
+    deviceIds: ids.map(([kind, key]) => ({ kind, key })),
+    refusedDeviceIds: 0,
+    platformExperimentIds: [],
+    secondRequest: false,
+    candidateAds: [],
+    wantsJson: false,
+    ...extra,
+  };
+}
+
+/** Handles one request and returns its decision, which must have been delivered exactly once, before handle returned. */
+function decide(engine: Engine, context: BidContext, receivedAt = performance.now()): Decision {
+  const sink = new RecordingSink();
+  engine.handle(context, sink, receivedAt);
+  expect(sink.decisions).toHaveLength(1);
+  expect(sink.contexts[0]).toBe(context);
+  return sink.decisions[0]!;
+}
+
+async function counterValue(metric: { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> }, labels: Record<string, string>): Promise<number> {
+  const { values } = await metric.get();
+  const found = values.find((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want));
+  return found?.value ?? 0;
+}
+
+/** The coefficient the demo book must give acq_prime_new for a record, computed from the models' own scores. */
+function expectedPrimeCoefficient(rec: Uint8Array, key: Uint8Array): number {
+  const scorer = new BatchScorer(DEFAULT_MANIFEST_PATH, DEFAULT_PROFILE_SCHEMA_PATH);
+  const batch = allocateBatch(1, profile.recordBytes, scorer.modelCount);
+  batch.count = 1;
+  batch.records.set(rec);
+  batch.known[0] = 1;
+  batch.os[0] = Os.ANDROID;
+  scorer.scoreBatch(batch);
+  const score = (name: string) => batch.scores[scorer.modelNames.indexOf(name)]!;
+  const bid = demoFile.strategies.find((s: { id: string }) => s.id === 'acq_prime_new').bid;
+  const exponent = demoArm(key).name === 'steep' ? 0.8 : bid.exponent;
+  const value = score('apply') * score('approve') * ((1 - score('risk')) * score('ltv') * 100 - score('risk') * bid.lossGivenDefaultFen);
+  expect(value).toBeGreaterThan(bid.minValueFen);
+  const coefficient = Math.min(bid.maxCoefficient, Math.max(bid.minCoefficient, (value / bid.targetValueFen) ** exponent));
+  return Math.round(coefficient * 1000) / 1000;
+}
+
+// --- tests -------------------------------------------------------------------------------------------------
+
+describe('Engine', () => {
+  test('a ping is answered at once with code 0, without looking anything up or scoring', async () => {
+    const scorer = new CountingScorer();
+    const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]], { isPing: true }));
+    expect(decision).toMatchObject({ code: 0, reason: 'ping', strategies: [], modelVersion: '' });
+    expect(scorer.submits).toBe(0);
+    expect(await counterValue(metrics.deviceLookups, { result: 'known' })).toBe(0);
+  });
+
+  test('a take: code 0, the take cache time, the model versions, the coefficient the models imply', async () => {
+    const scorer = new CountingScorer();
+    const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    expect(scorer.submits).toBe(1);
+    expect(decision).toMatchObject({ code: 0, reason: 'take', cacheTtlSeconds: demoBook.cacheTtlSeconds.take, modelVersion: inline.modelVersion });
+    expect(inline.modelVersion).toMatch(/^apply@.+,approve@.+,risk@.+,ltv@.+$/);
+    const arm = demoArm(PRIME.oaid);
+    expect(decision.strategies).toEqual([
+      expect.objectContaining({
+        strategyId: 'acq_prime_new',
+        coefficient: expectedPrimeCoefficient(PRIME.record, PRIME.oaid),
+        experimentTag: arm.tag,
+        experimentTagName: arm.name,
+      }),
+    ]);
+    expect([decision.experimentTag, decision.experimentTagName]).toEqual([arm.tag, arm.name]);
+    expect(await counterValue(metrics.deviceLookups, { result: 'known' })).toBe(1);
+    expect(await counterValue(metrics.strategyDecisions, { strategy: 'acq_prime_new' })).toBe(1);
+  });
+
+  test('a second request gets ad results for its candidate ads', () => {
+    const ads: CandidateAd[] = [
+      { adGroupId: 1, advertiserId: 2, outTargetId: 'acq_prime_new', creatives: [{ creativeId: 710100, templateId: 450 }] },
+      { adGroupId: 3, advertiserId: 2, outTargetId: 'not_ours', creatives: [{ creativeId: 5, templateId: 1 }] },
+    ];
+    const decision = decide(engineWith(), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]], { secondRequest: true, candidateAds: ads }));
+    expect(decision.code).toBe(0);
+    expect(decision.adResults.map((a) => [a.adGroupId, a.ignore, a.creatives.map((c) => c.creativeId)])).toEqual([
+      [1, false, [710100]],
+      [3, true, []],
+    ]);
+  });
+
+  test('an active borrower is rejected with code 2 before any scoring', () => {
+    const scorer = new CountingScorer();
+    const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]]));
+    expect(scorer.submits).toBe(0);
+    const arm = demoArm(BORROWER.oaid);
+    expect(decision).toEqual({
+      code: 2,
+      reason: 'existing_borrower',
+      strategies: [],
+      adResults: [],
+      cacheTtlSeconds: demoBook.cacheTtlSeconds.reject,
+      experimentTag: arm.tag,
+      experimentTagName: arm.name,
+      processingTimeUs: 0,
+      modelVersion: '',
+    });
+  });
+
+  test('a blacklisted device is rejected with code 3 before any scoring', () => {
+    const scorer = new CountingScorer();
+    expect(decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, BLACKLISTED.oaid]]))).toMatchObject({ code: 3, reason: 'blacklisted' });
+    expect(scorer.submits).toBe(0);
+  });
+
+  test('a device only the risk model excludes is scored, then rejected with code 4', () => {
+    const scorer = new CountingScorer();
+    const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, RISKY.oaid]]));
+    expect(scorer.submits).toBe(1);
+    expect(decision).toMatchObject({ code: 4, reason: 'high_risk', strategies: [], cacheTtlSeconds: demoBook.cacheTtlSeconds.reject, modelVersion: inline.modelVersion });
+  });
+
+  test('a device no strategy can want gets code 1 without scoring', () => {
+    const scorer = new CountingScorer();
+    expect(decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, NOBODY.oaid]]))).toMatchObject({ code: 1, reason: 'no_strategy_wants' });
+    expect(scorer.submits).toBe(0);
+  });
+
+  test('no usable id kind: code 5, no lookup, no scoring', async () => {
+    const scorer = new CountingScorer();
+    const idfaOnly = engineWith({ scorer, config: { deviceIdOrder: ['idfa_md5'] } });
+    expect(decide(idfaOnly, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]))).toMatchObject({ code: 5, reason: 'no_usable_device_id', strategies: [] });
+    expect(decide(engineWith({ scorer }), bidRequest([]))).toMatchObject({ code: 5, reason: 'no_usable_device_id' });
+    expect(scorer.submits).toBe(0);
+    expect(await counterValue(metrics.deviceLookups, { result: 'unknown' })).toBe(0);
+    expect(await counterValue(metrics.deviceLookups, { result: 'known' })).toBe(0);
+  });
+
+  test('the configured id order wins over the order on the wire', () => {
+    // The IMEI belongs to an active borrower, the OAID to a prime prospect; the wire lists the IMEI first.
+    const request = bidRequest([
+      [DeviceIdKind.IMEI_MD5, BORROWER.imei],
+      [DeviceIdKind.OAID_MD5, PRIME.oaid],
+    ]);
+    expect(decide(engineWith(), request).code).toBe(0);
+    expect(decide(engineWith({ config: { deviceIdOrder: ['imei_md5', 'oaid_md5'] } }), request).code).toBe(2);
+  });
+
+  test('the first id found in the store wins; ids of kinds not configured are never looked up', async () => {
+    const request = bidRequest([
+      [DeviceIdKind.OAID_MD5, md5('oaid nobody knows')],
+      [DeviceIdKind.IMEI_MD5, BORROWER.imei],
+    ]);
+    expect(decide(engineWith(), request).code).toBe(2);
+    expect(await counterValue(metrics.deviceLookups, { result: 'known' })).toBe(1);
+
+    const imeiOnly = engineWith({ config: { deviceIdOrder: ['imei_md5'] } });
+    const borrowerByOaid = bidRequest([
+      [DeviceIdKind.OAID_MD5, BORROWER.oaid],
+      [DeviceIdKind.IMEI_MD5, md5('imei nobody knows')],
+    ]);
+    // Looked up by its IMEI only, the borrower is an unknown device (taken as a prospect), not an existing borrower.
+    expect(decide(imeiOnly, borrowerByOaid).code).toBe(0);
+    expect(await counterValue(metrics.deviceLookups, { result: 'unknown' })).toBe(1);
+  });
+
+  test('an unknown device is bucketed by its first id in the configured order', () => {
+    const [imeiKey, oaidKey] = keysInDifferentArms('unknown');
+    const request = bidRequest([
+      [DeviceIdKind.IMEI_MD5, imeiKey],
+      [DeviceIdKind.OAID_MD5, oaidKey],
+    ]);
+    const byOaid = decide(engineWith(), request);
+    expect(byOaid.code).toBe(0);
+    expect(byOaid.experimentTag).toBe(demoArm(oaidKey).tag);
+    expect(byOaid.strategies[0]).toMatchObject({ strategyId: 'acq_prime_new', experimentTag: demoArm(oaidKey).tag });
+    const byImei = decide(engineWith({ config: { deviceIdOrder: ['imei_md5', 'oaid_md5'] } }), request);
+    expect(byImei.experimentTag).toBe(demoArm(imeiKey).tag);
+    expect(byImei.experimentTagName).toBe(demoArm(imeiKey).name);
+  });
+
+  test('a known device is bucketed by the key it was found under', () => {
+    expect(demoArm(PRIME.imei).tag).not.toBe(demoArm(PRIME.oaid).tag);
+    const decision = decide(engineWith(), bidRequest([[DeviceIdKind.IMEI_MD5, PRIME.imei]]));
+    expect(decision.experimentTag).toBe(demoArm(PRIME.imei).tag);
+  });
+
+  test('test traffic is decided normally but does not move the strategy metrics', async () => {
+    const engine = engineWith();
+    const test = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]], { isTest: true }));
+    expect(test.code).toBe(0);
+    expect(await counterValue(metrics.strategyDecisions, { strategy: 'acq_prime_new' })).toBe(0);
+    expect((await metrics.coefficients.get()).values.filter((v) => v.metricName === 'rta_bid_coefficient_count').every((v) => v.value === 0)).toBe(true);
+    const real = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    expect(real.strategies).toEqual(test.strategies);
+    expect(await counterValue(metrics.strategyDecisions, { strategy: 'acq_prime_new' })).toBe(1);
+  });
+
+  test('a missed deadline with the reject fallback: code 6, fallback cache time, the request-level experiment tag', async () => {
+    const scorer = new MissingDeadlineScorer();
+    const engine = engineWith({ scorer, book: fallbackBook, config: { scoreDeadlineMicros: 2000 } });
+    const decision = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), 1000);
+    // The job carries the deadline: the body's arrival plus the configured budget.
+    expect(scorer.deadlines).toEqual([1002]);
+    const arm = demoArm(PRIME.oaid);
+    expect(decision).toEqual({
+      code: 6,
+      reason: 'deadline_fallback',
+      strategies: [],
+      adResults: [],
+      cacheTtlSeconds: FALLBACK_TTL,
+      experimentTag: arm.tag,
+      experimentTagName: arm.name,
+      processingTimeUs: 0,
+      modelVersion: '',
+    });
+    expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(1);
+  });
+
+  test('a missed deadline with the neutral fallback: a take at coefficient 1 for every strategy the profile allows', async () => {
+    const engine = engineWith({ scorer: new MissingDeadlineScorer(), book: fallbackBook, config: { fallback: 'neutral' } });
+    const prime = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    expect(prime).toMatchObject({ code: 0, reason: 'deadline_fallback', cacheTtlSeconds: FALLBACK_TTL, modelVersion: '', experimentTag: demoArm(PRIME.oaid).tag });
+    expect(prime.strategies.map((s) => [s.strategyId, s.coefficient, s.creativeId])).toEqual([['acq_prime_new', 1, 710100]]);
+
+    const unknownKey = md5('unknown in the lookalike bucket');
+    const lookalike = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, unknownKey]], { platformExperimentIds: [32768] }));
+    expect(lookalike.code).toBe(0);
+    expect(lookalike.strategies.map((s) => [s.strategyId, s.coefficient, s.creativeId])).toEqual([
+      ['acq_prime_new', 1, 710100],
+      ['acq_platform_lookalike', 1, 740400],
+    ]);
+    expect(lookalike.strategies.every((s) => s.cpaPriceFen === 0 && s.cpcPriceFen === 0)).toBe(true);
+    expect(lookalike.strategies[0]).toMatchObject({ experimentTag: demoArm(unknownKey).tag, experimentTagName: demoArm(unknownKey).name });
+    expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(2);
+
+    // Exclusions before scoring still apply: the deadline never comes into it.
+    expect(decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]])).code).toBe(2);
+    expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(2);
+  });
+});

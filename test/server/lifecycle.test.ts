@@ -1,0 +1,176 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { metricValue, REPO_ROOT, runEngineExpectingFailure, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { RawConnection, rawPost } from '../support/raw-http.js';
+import { loadPersonas, manifestModelVersion, requestFor, scrape, send, tencent } from '../support/rta-client.js';
+
+/**
+ * The process around the pipeline: probes on both ports, the metrics a dashboard relies on, a graceful SIGTERM,
+ * and the configurations the engine must refuse to start with.
+ */
+
+const personas = loadPersonas();
+
+let engine: EngineProcess;
+
+beforeAll(async () => {
+  engine = await startEngine({ RTA_SCORE_DEADLINE_MICROS: '50000' });
+});
+
+afterAll(async () => {
+  await engine?.stop();
+});
+
+describe('probes and metrics', () => {
+  test('GET /healthz on the media port answers 200', async () => {
+    const response = await fetch(`${engine.mediaUrl}/healthz`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('ok\n');
+  });
+
+  test('GET /readyz on the admin port answers 200 once the engine listens', async () => {
+    const response = await fetch(`${engine.adminUrl}/readyz`);
+    expect(response.status).toBe(200);
+  });
+
+  test('/metrics exports the series the dashboards and alerts use', async () => {
+    // One decided request, so the per-media and per-strategy series exist.
+    await send(engine, tencent, requestFor(personas.prime_prospect[0]!));
+    const text = await scrape(engine);
+    const families: Array<[string, string]> = [
+      ['rta_requests_total', 'counter'],
+      ['rta_request_processing_seconds', 'histogram'],
+      ['rta_deadline_fallbacks_total', 'counter'],
+      ['rta_rejected_inputs_total', 'counter'],
+      ['rta_strategy_decisions_total', 'counter'],
+      ['rta_bid_coefficient', 'histogram'],
+      ['rta_scoring_queue_depth', 'gauge'],
+      ['rta_scoring_pool_utilization_ratio', 'gauge'],
+      ['nodejs_eventloop_lag_seconds', 'gauge'],
+      ['process_cpu_seconds_total', 'counter'],
+      ['rta_model_info', 'gauge'],
+    ];
+    for (const [name, type] of families) expect(text, name).toMatch(new RegExp(`^# TYPE ${name} ${type}$`, 'm'));
+    for (const name of ['rta_scoring_queue_depth', 'rta_scoring_pool_utilization_ratio', 'nodejs_eventloop_lag_seconds', 'process_cpu_seconds_total']) {
+      expect(text, name).toMatch(new RegExp(`^${name} [0-9.e+-]+$`, 'm'));
+    }
+    expect(text).toMatch(/^rta_requests_total\{media="tencent",outcome="take"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^rta_strategy_decisions_total\{strategy="[a-z_]+"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^rta_bid_coefficient_bucket\{le="1",strategy="[a-z_]+"\} \d+$/m);
+    // Fine enough to see a 100 us request: a 2 ms budget cannot be read off millisecond buckets.
+    expect(text).toMatch(/^rta_request_processing_seconds_bucket\{le="0\.0001",media="tencent"\} \d+$/m);
+    for (const model of manifestModelVersion().split(',')) {
+      const [name, version] = model.split('@');
+      expect(metricValue(text, 'rta_model_info', { model: name!, version: version! }), model).toBe(1);
+    }
+  });
+
+  test('the admin routes are not reachable through the media port', async () => {
+    for (const path of ['/metrics', '/readyz']) {
+      const response = await fetch(`${engine.mediaUrl}${path}`);
+      expect(response.status, path).toBe(404);
+      expect(await response.text()).not.toContain('rta_requests_total');
+    }
+  });
+});
+
+describe('SIGTERM', () => {
+  test('requests in flight all complete with 200, then the process exits 0 and logs "stopped"', async () => {
+    const requests = [
+      [requestFor(personas.prime_prospect[1]!), 0],
+      [requestFor(personas.blacklisted[1]!), 3],
+      [requestFor(personas.high_risk[0]!), 4],
+      [requestFor(null), 5],
+    ] as const;
+    // Each request's headers and first body byte are sent before SIGTERM and the rest after it: from its first
+    // byte a request is in flight, so the engine must wait for it.
+    const connections = await Promise.all(requests.map(() => RawConnection.open(engine.mediaUrl)));
+    const bodies = requests.map(([request]) => tencent.encodeRequest(request).body);
+    await Promise.all(connections.map((c, i) => c.write(rawPost(tencent.path, bodies[i]!.subarray(0, 1), { contentLength: bodies[i]!.length }))));
+    await new Promise((r) => setTimeout(r, 50));
+
+    const exited = new Promise<number | null>((resolve) => engine.child.once('exit', resolve));
+    engine.child.kill('SIGTERM');
+    await waitUntil(async () => engine.output().includes('"event":"stopping"'));
+
+    // The media port stops accepting new connections.
+    const { port } = new URL(engine.mediaUrl);
+    await waitUntil(async () => (await tryConnect(Number(port))) === 'ECONNREFUSED');
+
+    await Promise.all(connections.map((c, i) => c.write(Buffer.from(bodies[i]!.subarray(1)))));
+    const replies = await Promise.all(connections.map((c) => c.readReply()));
+    replies.forEach((reply, i) => {
+      expect(reply.status).toBe(200);
+      expect((tencent.decodeReply(reply.body, '') as { code: number }).code).toBe(requests[i]![1]);
+    });
+    expect(await exited).toBe(0);
+    const stopped = engine.output().split('\n').find((l) => l.includes('"event":"stopped"'));
+    expect(stopped, engine.output()).toBeDefined();
+    expect(JSON.parse(stopped!)).toMatchObject({ unfinished: 0 });
+  });
+});
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > giveUpAt) throw new Error(`condition not met in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** 'connected', or the error code of a refused connection. */
+function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+describe('refusing to start', () => {
+  test('with the pure-JS fallback of uWebSockets.js forced, it exits non-zero naming the native binary', async () => {
+    const { code, output } = await runEngineExpectingFailure({ UWS_USE_FALLBACK: '1' });
+    expect(code).not.toBe(0);
+    expect(code).not.toBeNull();
+    expect(output).toMatch(/native binary/);
+  });
+
+  test('PORT=abc exits 2 naming PORT', async () => {
+    const { code, output } = await runEngineExpectingFailure({ PORT: 'abc' });
+    expect(code).toBe(2);
+    expect(output).toMatch(/\bPORT\b.*abc/);
+  });
+
+  test('RTA_FALLBACK=maybe exits 2 naming engine.fallback', async () => {
+    const { code, output } = await runEngineExpectingFailure({ RTA_FALLBACK: 'maybe' });
+    expect(code).toBe(2);
+    expect(output).toContain('engine.fallback');
+  });
+
+  test('a strategy using an unknown profile flag exits non-zero naming the strategy and the flag', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rta-bad-strategies-'));
+    const strategies = JSON.parse(readFileSync(resolve(REPO_ROOT, 'data/strategies.json'), 'utf8')) as {
+      strategies: Array<{ id: string; when: Record<string, unknown> }>;
+    };
+    const dormant = strategies.strategies.find((s) => s.id === 'react_dormant')!;
+    dormant.when.flagsAll = ['approved', 'dormant', 'vip_member'];
+    const strategiesPath = join(dir, 'strategies.json');
+    writeFileSync(strategiesPath, JSON.stringify(strategies));
+    const configPath = join(dir, 'config.json');
+    writeFileSync(configPath, JSON.stringify({ strategies: strategiesPath }));
+
+    const { code, output } = await runEngineExpectingFailure({ RTA_CONFIG: configPath });
+    rmSync(dir, { recursive: true, force: true });
+    expect(code).not.toBe(0);
+    expect(code).not.toBeNull();
+    const failure = output.split('\n').find((l) => l.includes('start_failed'));
+    expect(failure, output).toBeDefined();
+    expect(failure).toContain('react_dormant');
+    expect(failure).toContain('vip_member');
+  });
+});

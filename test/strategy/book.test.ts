@@ -1,0 +1,239 @@
+import { describe, expect, test } from 'vitest';
+import { Os } from '../../src/engine/types.js';
+import { loadStrategyBook } from '../../src/strategy/book.js';
+import { experimentBucket } from '../../src/strategy/experiments.js';
+import { bidStrategy, buildBook, makeView, md5Key, MODEL_NAMES, profile, screenAndDecide, strategyDecision, type ModelScores } from './support.js';
+
+/**
+ * Scores chosen to be exact in float32. With lossGivenDefaultFen 16000:
+ * value = 0.5 x 0.5 x ((1 - 0.125) x 400 yuan x 100 - 0.125 x 16000) = 0.25 x (35000 - 2000) = 8250 fen.
+ */
+const SCORES: ModelScores = { apply: 0.5, approve: 0.5, risk: 0.125, ltv: 400 };
+const VALUE_FEN = 8250;
+
+/** One strategy `s` with these bid parameters; LGD 16000 unless given. */
+function decisionWith(bid: Record<string, unknown>, scores: ModelScores = SCORES, extra: Record<string, unknown> = {}) {
+  const book = buildBook({ strategies: [bidStrategy('s', { lossGivenDefaultFen: 16000, ...bid }, extra)] });
+  return strategyDecision(book, { scores }, 's');
+}
+
+function coefficientWith(bid: Record<string, unknown>, scores: ModelScores = SCORES): number | undefined {
+  return decisionWith(bid, scores)?.coefficient;
+}
+
+describe('expected value and coefficient', () => {
+  test('coefficient = value / target with exponent 1', () => {
+    expect(coefficientWith({ targetValueFen: VALUE_FEN })).toBe(1);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN / 2 })).toBe(2);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN * 2 })).toBe(0.5);
+  });
+
+  test('the loss given default is subtracted in proportion to the risk', () => {
+    // LGD 48000: 0.25 x (35000 - 6000) = 7250.
+    expect(coefficientWith({ targetValueFen: 7250, lossGivenDefaultFen: 48000 })).toBe(1);
+    expect(coefficientWith({ targetValueFen: 3625, lossGivenDefaultFen: 48000 })).toBe(2);
+  });
+
+  test('the exponent bends the curve', () => {
+    expect(coefficientWith({ targetValueFen: VALUE_FEN / 4, exponent: 0.5 })).toBe(2);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN * 2, exponent: 2 })).toBe(0.25);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN * 3, exponent: 0 })).toBe(1);
+  });
+
+  test('rounded to three decimals', () => {
+    expect(coefficientWith({ targetValueFen: VALUE_FEN / 2, exponent: 0.5 })).toBe(1.414);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN / 3, exponent: 0.5 })).toBe(1.732);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN * 3 })).toBe(0.333);
+  });
+
+  test('clamped to the strategy bounds, which default to the media bounds', () => {
+    expect(coefficientWith({ targetValueFen: VALUE_FEN / 10 })).toBe(5);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN / 10, maxCoefficient: 3 })).toBe(3);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN * 10 })).toBe(0.2);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN * 10, minCoefficient: 0.5 })).toBe(0.5);
+  });
+
+  test('below minValueFen the strategy does not want the device; at it, it does', () => {
+    expect(coefficientWith({ targetValueFen: VALUE_FEN, minValueFen: VALUE_FEN })).toBe(1);
+    expect(coefficientWith({ targetValueFen: VALUE_FEN, minValueFen: VALUE_FEN + 1 })).toBeUndefined();
+  });
+
+  test('a value of zero or less, or no value at all, is never taken, whatever minValueFen says', () => {
+    // 0.25 x (0.5 x 40000 - 0.5 x 40000) = 0
+    expect(coefficientWith({ targetValueFen: 1000, minValueFen: -1e9, lossGivenDefaultFen: 40000 }, { ...SCORES, risk: 0.5 })).toBeUndefined();
+    expect(coefficientWith({ targetValueFen: 1000, minValueFen: -1e9 }, { ...SCORES, risk: 0.75, ltv: 50 })).toBeUndefined();
+    expect(coefficientWith({ targetValueFen: 1000, minValueFen: -1e9 }, {})).toBeUndefined();
+    // Just above zero is taken (clamped to the floor), so the refusal above is about the sign, not the size.
+    expect(coefficientWith({ targetValueFen: 1000, minValueFen: -1e9, lossGivenDefaultFen: 39999 }, { ...SCORES, risk: 0.5 })).toBe(0.2);
+  });
+
+  test('assumeApproved uses 1 for P(approved), also in the reported pcvr', () => {
+    const asScored = decisionWith({ targetValueFen: VALUE_FEN });
+    const assumed = decisionWith({ targetValueFen: VALUE_FEN, assumeApproved: true });
+    expect(asScored?.coefficient).toBe(1);
+    expect(assumed?.coefficient).toBe(2);
+    expect(asScored?.pcvr).toBe(0.25);
+    expect(assumed?.pcvr).toBe(0.5);
+  });
+
+  test('CPA and CPC prices are scaled by the coefficient; CPC never goes below the 10 fen floor', () => {
+    const doubled = decisionWith({ targetValueFen: VALUE_FEN / 2, cpaBidFen: 1000, cpcBidFen: 120 });
+    expect(doubled).toMatchObject({ coefficient: 2, cpaPriceFen: 2000, cpcPriceFen: 240 });
+    const root2 = decisionWith({ targetValueFen: VALUE_FEN / 2, exponent: 0.5, cpaBidFen: 1000, cpcBidFen: 120 });
+    expect(root2).toMatchObject({ coefficient: 1.414, cpaPriceFen: 1414, cpcPriceFen: 170 });
+    const quarter = decisionWith({ targetValueFen: VALUE_FEN * 4, cpaBidFen: 1000, cpcBidFen: 30 });
+    expect(quarter).toMatchObject({ coefficient: 0.25, cpaPriceFen: 250, cpcPriceFen: 10 });
+    expect(decisionWith({ targetValueFen: VALUE_FEN })).toMatchObject({ cpaPriceFen: 0, cpcPriceFen: 0 });
+  });
+
+  test('strategy and value models are found by name, not by position', () => {
+    // Swapping apply and approve changes nothing (their product is used); swapping with risk does.
+    expect(coefficientWith({ targetValueFen: VALUE_FEN }, { ...SCORES, apply: 0.5, approve: 0.5 })).toBe(1);
+    expect(MODEL_NAMES.indexOf('apply')).not.toBe(0);
+    const book = buildBook({
+      valueModels: { apply: 'approve', approve: 'apply', risk: 'fraud', ltv: 'ltv' },
+      strategies: [bidStrategy('s', { targetValueFen: VALUE_FEN, lossGivenDefaultFen: 16000 })],
+    });
+    // fraud 0.125 plays the risk model; risk 0.9 is ignored.
+    expect(strategyDecision(book, { scores: { ...SCORES, risk: 0.9, fraud: 0.125 } }, 's')?.coefficient).toBe(1);
+  });
+});
+
+describe('creative choice', () => {
+  const creatives = [{ id: 11, when: { scores: { apply: { min: 0.6 } } } }, { id: 12, when: { os: ['ios'] } }, { id: 13 }];
+  const book = buildBook({ strategies: [bidStrategy('s', { targetValueFen: 1000, lossGivenDefaultFen: 16000 }, { creatives })] });
+  const creativeFor = (os: number, apply: number) => strategyDecision(book, { os, scores: { ...SCORES, apply } }, 's')?.creativeId;
+
+  test('the first creative whose condition holds wins; the last one is the default', () => {
+    expect(creativeFor(Os.ANDROID, 0.5)).toBe(13);
+    expect(creativeFor(Os.IOS, 0.5)).toBe(12);
+    expect(creativeFor(Os.ANDROID, 0.75)).toBe(11);
+    expect(creativeFor(Os.IOS, 0.75)).toBe(11);
+  });
+});
+
+describe('exclusions and screening', () => {
+  const book = buildBook({
+    strategies: [
+      { id: 'excl_off', kind: 'exclude', reason: 'high_risk', enabled: false, when: {} },
+      { id: 'excl_blacklist', kind: 'exclude', reason: 'blacklisted', when: { flagsAny: ['blacklisted'] } },
+      { id: 'excl_borrower', kind: 'exclude', reason: 'existing_borrower', when: { flagsAny: ['active_borrower'] } },
+      {
+        id: 'excl_risk',
+        kind: 'exclude',
+        reason: 'high_risk',
+        when: { anyOf: [{ flagsAny: ['overdue_recent'] }, { scores: { risk: { min: 0.2 } } }] },
+      },
+      bidStrategy('new', { targetValueFen: VALUE_FEN, lossGivenDefaultFen: 16000 }, { when: { flagsNone: ['registered'] } }),
+      bidStrategy('off', { targetValueFen: VALUE_FEN }, { enabled: false }),
+      bidStrategy('approved', { targetValueFen: VALUE_FEN, lossGivenDefaultFen: 16000 }, { when: { flagsAll: ['approved'] } }),
+      bidStrategy('likely', { targetValueFen: VALUE_FEN, lossGivenDefaultFen: 16000 }, { when: { scores: { apply: { min: 0.6 } } } }),
+    ],
+  });
+
+  test('disabled strategies are not compiled', () => {
+    expect(book.bidStrategyIds).toEqual(['new', 'approved', 'likely']);
+    expect(book.bidStrategyCount).toBe(3);
+    expect(screenAndDecide(book, { record: {}, scores: SCORES }).screen.exclusion).toBeNull();
+  });
+
+  test('a profile-only exclusion stops everything before scoring, the first listed one winning', () => {
+    const both = screenAndDecide(book, { record: { flags: ['active_borrower', 'blacklisted'] }, scores: SCORES });
+    expect(both.screen).toEqual({ exclusion: 'blacklisted', candidates: 0 });
+    expect(screenAndDecide(book, { record: { flags: ['active_borrower'] } }).screen).toEqual({ exclusion: 'existing_borrower', candidates: 0 });
+  });
+
+  test('screening marks the strategies whose profile part holds; score parts wait for decide', () => {
+    const { screen, mask, outcome } = screenAndDecide(book, { record: { flags: ['registered', 'approved'] }, scores: SCORES });
+    expect(screen).toEqual({ exclusion: null, candidates: 2 });
+    expect([...mask]).toEqual([0, 1, 1]);
+    expect(outcome?.strategies.map((s) => s.strategyId)).toEqual(['approved']);
+    const likely = screenAndDecide(book, { record: { flags: ['registered', 'approved'] }, scores: { ...SCORES, apply: 0.75 } });
+    expect(likely.outcome?.strategies.map((s) => s.strategyId)).toEqual(['approved', 'likely']);
+  });
+
+  test('decide skips strategies the mask left out even when they would take the device', () => {
+    const view = makeView({ scores: SCORES });
+    const mask = new Uint8Array([0, 0, 0]);
+    expect(book.decide(view, mask, md5Key('k'), 0, []).strategies).toEqual([]);
+    mask[0] = 1;
+    expect(book.decide(view, mask, md5Key('k'), 0, []).strategies.map((s) => s.strategyId)).toEqual(['new']);
+  });
+
+  test('an exclusion that reads a score is applied in decide', () => {
+    const risky = screenAndDecide(book, { scores: { ...SCORES, risk: 0.25 } });
+    expect(risky.screen).toEqual({ exclusion: null, candidates: 2 });
+    expect(risky.outcome).toMatchObject({ exclusion: 'high_risk', strategies: [], adResults: [] });
+    // Its score-free option already excludes before scoring, so a device excluded by its profile is never scored.
+    const overdue = screenAndDecide(book, { record: { flags: ['overdue_recent'] }, scores: SCORES });
+    expect(overdue.screen).toEqual({ exclusion: 'high_risk', candidates: 0 });
+    expect(overdue.outcome).toBeNull();
+    const safe = screenAndDecide(book, { scores: SCORES });
+    expect(safe.outcome).toMatchObject({ exclusion: null, strategies: [{ strategyId: 'new', coefficient: 1 }] });
+  });
+
+  test('a device no bidding strategy can want has no candidates', () => {
+    const { screen, mask, outcome } = screenAndDecide(book, { record: { flags: ['registered'] }, scores: SCORES });
+    expect(screen).toEqual({ exclusion: null, candidates: 1 });
+    expect([...mask]).toEqual([0, 0, 1]);
+    expect(outcome?.strategies).toEqual([]);
+    const nobody = buildBook({ strategies: [bidStrategy('s', { targetValueFen: 1 }, { when: { known: true } })] });
+    expect(screenAndDecide(nobody, {}).screen).toEqual({ exclusion: null, candidates: 0 });
+  });
+});
+
+describe('the demo book (data/strategies.json)', () => {
+  const demo = loadStrategyBook(new URL('../../data/strategies.json', import.meta.url).pathname, profile, MODEL_NAMES);
+
+  test('a dormant approved customer: react_dormant with approval assumed, high-limit creative', () => {
+    // value = 0.5 x 1 x (0.875 x 40000 - 0.125 x 120000) = 10000 fen; coefficient = sqrt(10000 / 32000) = 0.559
+    const key = md5Key('dormant device');
+    const { outcome } = screenAndDecide(
+      demo,
+      {
+        record: { flags: ['registered', 'applied', 'approved', 'dormant'], fields: { days_since_last_active: 120, credit_limit_hundred_yuan: 300 } },
+        scores: { apply: 0.5, approve: 0.25, risk: 0.125, ltv: 400 },
+      },
+      { key },
+    );
+    expect(outcome?.strategies).toEqual([
+      { strategyId: 'react_dormant', coefficient: 0.559, creativeId: 720201, cpaPriceFen: 0, cpcPriceFen: 0, experimentTag: 0, experimentTagName: '', pcvr: 0.5 },
+    ]);
+    // The request-level tag comes from the demo experiment even though react_dormant is not in it.
+    const control = experimentBucket('prime-curve-2026w48', key) < 5000;
+    expect(outcome?.experimentTag).toBe(control ? 480001 : 480002);
+    expect(outcome?.experimentTagName).toBe(control ? 'control' : 'steep');
+  });
+
+  test('a dormant customer below 90 days or with a small limit', () => {
+    const dormant = (days: number, limit: number) =>
+      screenAndDecide(demo, {
+        record: { flags: ['registered', 'applied', 'approved', 'dormant'], fields: { days_since_last_active: days, credit_limit_hundred_yuan: limit } },
+        scores: { apply: 0.5, approve: 0.25, risk: 0.125, ltv: 400 },
+      });
+    expect(dormant(89, 300).screen.candidates).toBe(0);
+    expect(dormant(90, 100).outcome?.strategies[0]?.creativeId).toBe(720200);
+  });
+
+  test('a registered applicant with decent credit gets the CPC nudge with a scaled price', () => {
+    // value = 0.5 x 0.5 x (0.875 x 40000 - 0.125 x 150000) = 4062.5; coefficient = sqrt(4062.5 / 27500) = 0.384 -> cpc 120 x 0.384 = 46
+    const decision = strategyDecision(demo, { record: { flags: ['registered'], fields: { credit_band: 2 } }, scores: SCORES }, 'nudge_registered');
+    expect(decision).toMatchObject({ coefficient: 0.384, cpcPriceFen: 46, cpaPriceFen: 0, creativeId: 730300 });
+    expect(screenAndDecide(demo, { record: { flags: ['registered'], fields: { credit_band: 4 } }, scores: SCORES }).screen.candidates).toBe(0);
+  });
+
+  test('multi-lender debt and the risk score exclude; profile-only reasons are found before scoring', () => {
+    expect(screenAndDecide(demo, { record: { fields: { multi_lender_count: 5 } }, scores: SCORES }).screen.exclusion).toBe('high_risk');
+    expect(screenAndDecide(demo, { record: { fields: { multi_lender_count: 4 } }, scores: SCORES }).outcome?.exclusion).toBeNull();
+    expect(screenAndDecide(demo, { scores: { ...SCORES, risk: 0.2 } }).outcome?.exclusion).toBe('high_risk');
+    expect(screenAndDecide(demo, { record: { flags: ['blacklisted'] } }).screen.exclusion).toBe('blacklisted');
+    expect(screenAndDecide(demo, { record: { flags: ['active_borrower'] } }).screen.exclusion).toBe('existing_borrower');
+  });
+
+  test('the lookalike probe only runs inside platform experiment 32768 and only for unknown devices', () => {
+    const ids = (spec: Parameters<typeof screenAndDecide>[1]) => screenAndDecide(demo, spec).outcome?.strategies.map((s) => s.strategyId);
+    expect(ids({ platformExperimentIds: [32768], scores: SCORES })).toEqual(['acq_prime_new', 'acq_platform_lookalike']);
+    expect(ids({ platformExperimentIds: [1], scores: SCORES })).toEqual(['acq_prime_new']);
+    expect(ids({ record: {}, platformExperimentIds: [32768], scores: SCORES })).toEqual(['acq_prime_new']);
+  });
+});
