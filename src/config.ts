@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { redisStoreOptionsSchema } from './store/redis.js';
 
 /**
  * Engine configuration: one validated object, built from defaults, an optional JSON file (`--config FILE` or
@@ -61,12 +62,18 @@ export const configSchema = z
       .prefault({}),
     store: z
       .object({
-        kind: z.enum(['embedded']).default('embedded'),
+        /** `embedded`: every profile in memory from a snapshot. `redis`: profiles in Redis, loaded by load-redis. */
+        kind: z.enum(['embedded', 'redis']).default('embedded'),
         snapshot: z.string().default('data/generated/devices.snapshot'),
         profileSchema: z.string().default('data/profile-schema.json'),
+        redis: redisStoreOptionsSchema.optional(),
       })
       .strict()
-      .prefault({}),
+      .prefault({})
+      .refine((store) => store.kind !== 'redis' || store.redis !== undefined, {
+        message: 'store.kind "redis" needs a store.redis block (at least { "url": "redis://host:port" })',
+        path: ['redis'],
+      }),
     strategies: z.string().default('data/strategies.json'),
   })
   .strict();
@@ -74,7 +81,7 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 
 /** Environment variables that override one config path each. */
-const ENV_OVERRIDES: Record<string, { path: [string, string]; kind: 'int' | 'string' }> = {
+const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'string' }> = {
   HOST: { path: ['server', 'host'], kind: 'string' },
   PORT: { path: ['server', 'port'], kind: 'int' },
   ADMIN_HOST: { path: ['server', 'adminHost'], kind: 'string' },
@@ -88,7 +95,21 @@ const ENV_OVERRIDES: Record<string, { path: [string, string]; kind: 'int' | 'str
   RTA_SCORING_MAX_BATCH: { path: ['scoring', 'maxBatch'], kind: 'int' },
   RTA_MODEL_MANIFEST: { path: ['scoring', 'manifest'], kind: 'string' },
   RTA_DEVICE_SNAPSHOT: { path: ['store', 'snapshot'], kind: 'string' },
+  RTA_STORE_KIND: { path: ['store', 'kind'], kind: 'string' },
+  RTA_REDIS_URL: { path: ['store', 'redis', 'url'], kind: 'string' },
 };
+
+/** Sets raw[a][b]...= value, creating missing sections; a section of the wrong type is left for the schema to refuse. */
+function setPath(raw: Record<string, unknown>, path: string[], value: unknown): void {
+  let section: unknown = raw;
+  for (const key of path.slice(0, -1)) {
+    const holder = section as Record<string, unknown>;
+    if (!(key in holder)) holder[key] = {};
+    section = holder[key];
+    if (typeof section !== 'object' || section === null || Array.isArray(section)) return;
+  }
+  (section as Record<string, unknown>)[path[path.length - 1]!] = value;
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -97,7 +118,7 @@ export class ConfigError extends Error {
 export function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv } = {}): Config {
   const env = options.env ?? process.env;
   const file = options.file ?? env.RTA_CONFIG;
-  let raw: Record<string, Record<string, unknown> | unknown> = {};
+  let raw: Record<string, unknown> = {};
   if (file) {
     let text: string;
     try {
@@ -120,9 +141,7 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
       if (!/^\d+$/.test(value)) throw new ConfigError(`environment ${name}="${value}": expected a whole number`);
       parsed = Number(value);
     }
-    const section = path[0] in raw ? raw[path[0]] : (raw[path[0]] = {});
-    // A section of the wrong type is left for the schema to refuse with its own message.
-    if (typeof section === 'object' && section !== null && !Array.isArray(section)) (section as Record<string, unknown>)[path[1]] = parsed;
+    setPath(raw, path, parsed);
   }
   const result = configSchema.safeParse(raw);
   if (!result.success) {

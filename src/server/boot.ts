@@ -10,13 +10,17 @@ import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { InlineScorer } from '../scoring/inline-scorer.js';
 import { ScoringPool, type ScoringJob } from '../scoring/pool.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
-import { SLOT_BYTES, type EmbeddedDeviceStore } from '../store/embedded.js';
+import { EmbeddedDeviceStore, SLOT_BYTES } from '../store/embedded.js';
+import { RedisDeviceStore } from '../store/redis.js';
+import { trackRedisStore } from '../observe/redis-metrics.js';
 import { loadSnapshot } from '../store/snapshot.js';
 import { loadStrategyBook, type StrategyBook } from '../strategy/book.js';
 
 /** Everything a serving thread needs, loaded and validated before the first request: any failure stops the start. */
 export interface Runtime {
   engine: Engine;
+  /** Releases what the runtime holds outside the process (the Redis connection). */
+  close(): Promise<void>;
   metrics: Metrics;
   profile: ProfileSchema;
   scoring: ScoringKind;
@@ -37,8 +41,8 @@ export const MEDIA_ROUTES: ReadonlyMap<string, MediaAdapter> = new Map([
 
 export interface BootOptions {
   scoring: ScoringKind;
-  /** A store already in memory (shared by the main thread); loaded from the snapshot when absent. */
-  store?: EmbeddedDeviceStore;
+  /** A store already in memory (shared by the main thread); otherwise the one the config names is opened. */
+  store?: EmbeddedDeviceStore | undefined;
   processMetrics: boolean;
   thread?: number;
 }
@@ -58,13 +62,38 @@ export function loadDeviceStore(config: Config, profile: ProfileSchema): Embedde
 export async function boot(config: Config, options: BootOptions): Promise<Runtime> {
   const metrics = createMetrics({ processMetrics: options.processMetrics });
   const profile = loadProfileSchema(config.store.profileSchema);
-  const store = options.store ?? loadDeviceStore(config, profile);
-  metrics.devicesLoaded.set(store.deviceCount);
-  const { scorer, book } = await loadModelsAndStrategies(config, options.scoring, store, profile, options.thread);
+  const store = options.store ?? (config.store.kind === 'redis' ? await connectRedisStore(config, profile) : loadDeviceStore(config, profile));
+  const embedded = store instanceof EmbeddedDeviceStore ? store : null;
+  if (embedded) metrics.devicesLoaded.set(embedded.deviceCount);
+  const { scorer, book } = await loadModelsAndStrategies(config, options.scoring, embedded, profile, options.thread);
   showModelVersions(metrics, scorer.modelVersion);
   const engine = new Engine({ config: config.engine, book, store, scorer, profile, metrics });
-  log('info', 'request_path_warmed_up', { thread: options.thread, ...(await warmUpRequestPath(engine, store, metrics)) });
-  return { engine, metrics, profile, scoring: options.scoring, thread: options.thread, routes: MEDIA_ROUTES };
+  log('info', 'request_path_warmed_up', { thread: options.thread, ...(await warmUpRequestPath(engine, embedded, metrics)) });
+  let stopTracking = () => {};
+  if (store instanceof RedisDeviceStore) {
+    // Counted from here: the warm-up's made-up devices are not traffic.
+    const timer = setInterval(trackRedisStore(metrics.registry, store), 1000);
+    stopTracking = () => clearInterval(timer);
+  }
+  return {
+    engine,
+    metrics,
+    profile,
+    scoring: options.scoring,
+    thread: options.thread,
+    routes: MEDIA_ROUTES,
+    async close() {
+      stopTracking();
+      const current = engine.parts.store;
+      if (current instanceof RedisDeviceStore) await current.close();
+    },
+  };
+}
+
+export async function connectRedisStore(config: Config, profile: ProfileSchema): Promise<RedisDeviceStore> {
+  const store = await RedisDeviceStore.connect(config.store.redis!, profile);
+  log('info', 'device_store_connected', { kind: 'redis', target: store.target });
+  return store;
 }
 
 /**
@@ -150,9 +179,10 @@ async function warmUpScoring(pool: Scorer, store: EmbeddedDeviceStore | null) {
  * only when it runs hot, which would make the first live requests miss their deadline. Runs stored and unknown
  * devices through every adapter and the engine, as test traffic, and forgets the counts it left in the metrics.
  */
-async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore, metrics: Metrics) {
+async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | null, metrics: Metrics) {
   const started = performance.now();
-  const table = store.tableBytes;
+  // Stored devices where the store can list them (embedded); otherwise made-up keys, i.e. unknown devices.
+  const table = store ? store.tableBytes : Buffer.alloc(SLOT_BYTES * 997, 7);
   const slots = table.length / SLOT_BYTES;
   let decided = 0;
   let pending = 0;

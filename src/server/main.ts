@@ -15,7 +15,7 @@ import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.j
 import { loadStrategyBook } from '../strategy/book.js';
 import { reloadRuntime, type ReloadTarget } from './reload.js';
 import { createAdminApp } from './admin.js';
-import { boot, loadDeviceStore } from './boot.js';
+import { boot, connectRedisStore, loadDeviceStore } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
 import type { FromServingThread, ServingThreadData, ToServingThread } from './serving-thread.js';
@@ -103,6 +103,7 @@ async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> 
       uws.us_listen_socket_close(socket);
       const unfinished = await drain(inFlight, config.server.drainTimeoutMs);
       await scorer().close();
+      await runtime.close();
       return unfinished;
     },
   };
@@ -116,10 +117,16 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
   if (config.server.appThreads > availableParallelism())
     log('warn', 'more_threads_than_cores', { appThreads: config.server.appThreads, cores: availableParallelism() });
   const profile = loadProfileSchema(config.store.profileSchema);
-  const store = loadDeviceStore(config, profile);
-  const shared = store.shareBuffers();
   const metrics = createMetrics({ processMetrics: true });
-  metrics.devicesLoaded.set(store.deviceCount);
+  let shared: SharedDeviceStoreBuffers | undefined;
+  if (config.store.kind === 'redis') {
+    // Each serving thread connects itself; this first connection only makes a bad address fail before any thread starts.
+    await (await connectRedisStore(config, profile)).close();
+  } else {
+    const store = loadDeviceStore(config, profile);
+    shared = store.shareBuffers();
+    metrics.devicesLoaded.set(store.deviceCount);
+  }
 
   const threads: ServingThread[] = [];
   // Every thread must bind the same port number, so "any free port" is resolved to one here.
@@ -145,6 +152,7 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
     async reload(target) {
       let store: SharedDeviceStoreBuffers | undefined;
       try {
+        if (target === 'devices' && config.store.kind === 'redis') throw new Error('devices live in Redis (store.kind "redis"): load them with load-redis; nothing to reload here');
         if (target === 'devices') store = loadDeviceStore(config, profile).shareBuffers();
         // Checked here first, so a bad file is refused before any thread starts loading it.
         else checkModelsAndStrategies(config, profile);

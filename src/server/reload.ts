@@ -19,6 +19,7 @@ export async function reloadRuntime(runtime: Runtime, config: Config, target: Re
   let summary: Record<string, unknown>;
   try {
     if (target === 'devices') {
+      if (config.store.kind === 'redis') throw new Error('devices live in Redis (store.kind "redis"): load them with load-redis; nothing to reload here');
       const store = sharedStore ?? loadDeviceStore(config, runtime.profile);
       engine.swap({ store });
       metrics.devicesLoaded.set(store.deviceCount);

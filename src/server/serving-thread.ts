@@ -16,7 +16,8 @@ import { loadNativeUws } from './uws.js';
  */
 export interface ServingThreadData {
   config: Config;
-  store: SharedDeviceStoreBuffers;
+  /** The embedded store's shared memory; absent when the store is Redis (each thread connects itself). */
+  store: SharedDeviceStoreBuffers | undefined;
   thread: number;
   /** The media port to listen on (the first thread's actual port when the config says 0). */
   port: number;
@@ -40,7 +41,7 @@ const send = (message: FromServingThread) => port.postMessage(message);
 try {
   const { config, thread } = data;
   const uws = loadNativeUws();
-  const store = EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema));
+  const store = data.store ? EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema)) : undefined;
   const runtime = await boot(config, { scoring: 'inline', store, processMetrics: false, thread });
   const app = createMediaApp(uws, runtime, config);
   const socket = await listen(app, config.server.host, data.port, `media (thread ${thread})`);
@@ -60,6 +61,7 @@ try {
       void drain(inFlight, config.server.drainTimeoutMs).then(async (unfinished) => {
         // Closes the idle keep-alive connections too, so the thread's event loop empties and the thread exits.
         (app as unknown as { close(): void }).close();
+        await runtime.close();
         send({ type: 'stopped', unfinished });
         port.close();
       });
