@@ -74,7 +74,7 @@ describe('OpenLoopClient', () => {
 
   test('sends every scheduled request and counts non-200 answers', async () => {
     delayMs = 0;
-    const client = new OpenLoopClient('127.0.0.1', port, 4, [request, notFound, request]);
+    const client = new OpenLoopClient('127.0.0.1', port, 16, [request, notFound, request]);
     const result = await client.runAt({ rate: 600, durationSeconds: 0.5, seed: 1, graceSeconds: 2 }, true);
     client.close();
     expect(result.completed).toBe(result.scheduled);
@@ -82,6 +82,8 @@ describe('OpenLoopClient', () => {
     // Every third request goes to /nope.
     expect(result.non200).toBe(Math.floor((result.scheduled + 1) / 3));
     expect(result.latency.p50).toBeGreaterThan(0);
+    expect(result.waitedForConnection).toBeLessThan(result.scheduled / 10);
+    expect(Math.abs(result.achievedRate - 600)).toBeLessThan(600 * 0.3);
   });
 
   test('charges queueing to the request: latency runs from the scheduled time, not from when a connection was free', async () => {
@@ -94,6 +96,8 @@ describe('OpenLoopClient', () => {
     const serviceMicros = 20_000;
     // Measured from the actual send, every latency would be about one service time.
     expect(result.latency.max).toBeGreaterThan(serviceMicros * (result.scheduled - 1) - 500_000);
-    expect(result.dispatchLag.max).toBeGreaterThan(10 * serviceMicros);
+    // The wait was for the connection, not the generator's lateness; and the server kept up with a quarter of the rate.
+    expect(result.waitedForConnection).toBeGreaterThan(result.scheduled / 2);
+    expect(result.achievedRate).toBeLessThan(200 / 2);
   });
 });
