@@ -64,7 +64,7 @@ class NodeHttpRequest implements DecisionSink {
     const body = typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body;
     this.res.writeHead(200, { 'Content-Type': reply.contentType, 'Content-Length': body.length });
     this.res.end(body);
-    this.metrics.processingSeconds.observe({ media: this.adapter.name }, (performance.now() - this.receivedAt) / 1000);
+    this.metrics.processingSeconds.observe(this.metrics.processingSeconds.slot({ media: this.adapter.name }), (performance.now() - this.receivedAt) / 1000);
     this.metrics.requests.inc({ media: context.media, outcome: decision.reason });
   }
 }

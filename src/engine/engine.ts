@@ -82,9 +82,15 @@ export class Engine {
   private readonly rankByKind: Int8Array;
   private readonly flagsField: { offset: number; bytes: number };
   private readonly deadlineMs: number;
+  private readonly knownSlot: number;
+  private readonly unknownSlot: number;
+  /** Metric slots per strategy id: [decisions, coefficients]. */
+  private readonly strategySlots = new Map<string, [number, number]>();
 
   constructor(parts: EngineParts) {
     this.parts = parts;
+    this.knownSlot = parts.metrics.deviceLookups.slot({ result: 'known' });
+    this.unknownSlot = parts.metrics.deviceLookups.slot({ result: 'unknown' });
     this.rankByKind = new Int8Array(8).fill(-1);
     const kindByName = Object.fromEntries(Object.entries(DEVICE_ID_KIND_NAMES).map(([kind, name]) => [name, Number(kind)]));
     parts.config.deviceIdOrder.forEach((name, rank) => (this.rankByKind[kindByName[name]!] = rank));
@@ -143,12 +149,12 @@ export class Engine {
     request.recordOffset = offset;
     request.deviceKey = key;
     request.flags = readFlags(records, offset + this.flagsField.offset, this.flagsField.bytes);
-    this.parts.metrics.deviceLookups.inc({ result: 'known' });
+    this.parts.metrics.deviceLookups.add(this.knownSlot);
     this.screenAndScore(request);
   }
 
   profileMissing(request: PendingRequest): void {
-    this.parts.metrics.deviceLookups.inc({ result: 'unknown' });
+    this.parts.metrics.deviceLookups.add(this.unknownSlot);
     this.screenAndScore(request);
   }
 
@@ -209,8 +215,13 @@ export class Engine {
       outcome.exclusion !== null ? CODE_BY_EXCLUSION[outcome.exclusion] : outcome.strategies.length > 0 ? DecisionCode.TAKE : DecisionCode.NO_STRATEGY_WANTS;
     if (code === DecisionCode.TAKE && decided && !request.context.isTest) {
       for (const s of outcome.strategies) {
-        metrics.strategyDecisions.inc({ strategy: s.strategyId });
-        metrics.coefficients.observe({ strategy: s.strategyId }, s.coefficient);
+        let slots = this.strategySlots.get(s.strategyId);
+        if (slots === undefined) {
+          slots = [metrics.strategyDecisions.slot({ strategy: s.strategyId }), metrics.coefficients.slot({ strategy: s.strategyId })];
+          this.strategySlots.set(s.strategyId, slots);
+        }
+        metrics.strategyDecisions.add(slots[0]);
+        metrics.coefficients.observe(slots[1], s.coefficient);
       }
     }
     return {

@@ -1,5 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /**
  * Every Prometheus metric the engine exports, in one registry served on the admin port. Names follow prom-client's
@@ -25,25 +26,25 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
   if (options.processMetrics) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   const metrics = {
     registry,
-    requests: new Counter({
-      name: 'rta_requests_total',
-      help: 'Bid requests answered, by media and outcome (take, a reject reason, ping, deadline_fallback).',
-      labelNames: ['media', 'outcome'] as const,
-      registers: [registry],
-    }),
+    requests: new HotCounter(
+      'rta_requests_total',
+      'Bid requests answered, by media and outcome (take, a reject reason, ping, deadline_fallback).',
+      ['media', 'outcome'] as const,
+      registry,
+    ),
     testRequests: new Counter({
       name: 'rta_test_requests_total',
       help: 'Joint-debugging (is_test) requests: answered normally, never learned from.',
       labelNames: ['media'] as const,
       registers: [registry],
     }),
-    processingSeconds: new Histogram({
-      name: 'rta_request_processing_seconds',
-      help: 'Server-side time from the complete request body to the reply handed to the socket.',
-      labelNames: ['media'] as const,
-      buckets: LATENCY_BUCKETS_SECONDS,
-      registers: [registry],
-    }),
+    processingSeconds: new HotHistogram(
+      'rta_request_processing_seconds',
+      'Server-side time from the complete request body to the reply handed to the socket.',
+      ['media'] as const,
+      LATENCY_BUCKETS_SECONDS,
+      registry,
+    ),
     deadlineFallbacks: new Counter({
       name: 'rta_deadline_fallbacks_total',
       help: 'Requests whose scores were not back before the deadline and got the fallback decision.',
@@ -67,25 +68,20 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       help: 'Requests whose client went away before the reply; nothing was written to them.',
       registers: [registry],
     }),
-    deviceLookups: new Counter({
-      name: 'rta_device_lookups_total',
-      help: 'Device profile lookups by result (known, unknown).',
-      labelNames: ['result'] as const,
-      registers: [registry],
-    }),
-    strategyDecisions: new Counter({
-      name: 'rta_strategy_decisions_total',
-      help: 'Strategies that took a device, by strategy id.',
-      labelNames: ['strategy'] as const,
-      registers: [registry],
-    }),
-    coefficients: new Histogram({
-      name: 'rta_bid_coefficient',
-      help: 'Bid coefficients returned, by strategy (media clamp them to 0.2..5.0; a healthy book centres near 1).',
-      labelNames: ['strategy'] as const,
-      buckets: COEFFICIENT_BUCKETS,
-      registers: [registry],
-    }),
+    deviceLookups: new HotCounter('rta_device_lookups_total', 'Device profile lookups by result (known, unknown).', ['result'] as const, registry),
+    strategyDecisions: new HotCounter(
+      'rta_strategy_decisions_total',
+      'Strategies that took a device, by strategy id.',
+      ['strategy'] as const,
+      registry,
+    ),
+    coefficients: new HotHistogram(
+      'rta_bid_coefficient',
+      'Bid coefficients returned, by strategy (media clamp them to 0.2..5.0; a healthy book centres near 1).',
+      ['strategy'] as const,
+      COEFFICIENT_BUCKETS,
+      registry,
+    ),
     scoringQueueDepth: new Gauge({
       name: 'rta_scoring_queue_depth',
       help: 'Scoring jobs waiting for or running on a worker thread.',
@@ -138,7 +134,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
   };
   // Known reasons start at 0, so a dashboard shows "none yet" rather than "no data".
   for (const reason of INPUT_REFUSAL_REASONS) metrics.rejectedInputs.labels(reason).inc(0);
-  for (const result of ['known', 'unknown']) metrics.deviceLookups.labels(result).inc(0);
+  for (const result of ['known', 'unknown']) metrics.deviceLookups.slot({ result });
   return metrics;
 }
 

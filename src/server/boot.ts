@@ -223,7 +223,6 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
   }
   metrics.deviceLookups.reset();
   metrics.deadlineFallbacks.reset();
-  for (const result of ['known', 'unknown']) metrics.deviceLookups.labels(result).inc(0);
   for (const media of MEDIA_CLIENTS.keys()) metrics.deadlineFallbacks.labels(media).inc(0);
   return { decided, millis: Math.round(performance.now() - started) };
 }

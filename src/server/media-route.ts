@@ -18,10 +18,16 @@ export interface RouteLimits {
 export const inFlight = { count: 0 };
 
 export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics) {
-  const processing = metrics.processingSeconds.labels(adapter.name);
+  const processing = metrics.processingSeconds.slot({ media: adapter.name });
   const refusedIds = metrics.refusedDeviceIds.labels(adapter.name);
   const testRequests = metrics.testRequests.labels(adapter.name);
-  const shared = { adapter, engine, limits, metrics, processing, refusedIds, testRequests };
+  const outcomes = new Map<string, number>();
+  const outcomeSlot = (reason: string) => {
+    let slot = outcomes.get(reason);
+    if (slot === undefined) outcomes.set(reason, (slot = metrics.requests.slot({ media: adapter.name, outcome: reason })));
+    return slot;
+  };
+  const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     if (req.getMethod() !== 'post') {
@@ -44,7 +50,8 @@ interface RouteShared {
   engine: Engine;
   limits: RouteLimits;
   metrics: Metrics;
-  processing: ReturnType<Metrics['processingSeconds']['labels']>;
+  processing: number;
+  outcomeSlot(reason: string): number;
   refusedIds: ReturnType<Metrics['refusedDeviceIds']['labels']>;
   testRequests: ReturnType<Metrics['testRequests']['labels']>;
 }
@@ -116,8 +123,8 @@ class MediaRequest implements DecisionSink {
     this.res.cork(() => {
       this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).end(reply.body);
     });
-    processing.observe((performance.now() - this.receivedAt) / 1000);
-    metrics.requests.inc({ media: context.media, outcome: decision.reason });
+    metrics.processingSeconds.observe(processing, (performance.now() - this.receivedAt) / 1000);
+    metrics.requests.add(this.shared.outcomeSlot(decision.reason));
     this.settle();
   }
 
