@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { DecisionSink, Engine } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
-import type { BidContext, Decision, MediaAdapter } from '../engine/types.js';
+import type { BidContext, Decision, EncodedReply, MediaAdapter } from '../engine/types.js';
 import type { Metrics } from '../observe/metrics.js';
 
 /**
@@ -62,6 +62,8 @@ class MediaRequest implements DecisionSink {
   private done = false;
   private aborted = false;
   private receivedAt = 0;
+  /** True while the route's own callback runs: uWS has the socket corked then, so a reply can be written at once. */
+  private inCallback = false;
 
   constructor(
     private readonly shared: RouteShared,
@@ -87,12 +89,18 @@ class MediaRequest implements DecisionSink {
     }
     // uWS reuses chunk memory after this callback: a body in one chunk is decoded in place, others are copied.
     if (isLast && this.body === null) {
+      this.inCallback = true;
       this.decide(new Uint8Array(chunk));
+      this.inCallback = false;
       return;
     }
     const piece = Buffer.from(chunk);
     this.body = this.body === null ? Buffer.from(piece) : Buffer.concat([this.body, piece]);
-    if (isLast) this.decide(this.body);
+    if (isLast) {
+      this.inCallback = true;
+      this.decide(this.body);
+      this.inCallback = false;
+    }
   }
 
   private decide(bytes: Uint8Array): void {
@@ -120,9 +128,14 @@ class MediaRequest implements DecisionSink {
     }
     decision.processingTimeUs = Math.round((performance.now() - this.receivedAt) * 1000);
     const reply = adapter.encode(context, decision);
-    this.res.cork(() => {
-      this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).end(reply.body);
-    });
+    if (this.inCallback) {
+      writeReply(this.res, reply);
+    } else {
+      // A reply from a later turn (scoring pool, Redis) is corked by hand; the callback is shared, not per request.
+      corking.res = this.res;
+      corking.reply = reply;
+      this.res.cork(writeCorkedReply);
+    }
     metrics.processingSeconds.observe(processing, (performance.now() - this.receivedAt) / 1000);
     metrics.requests.add(this.shared.outcomeSlot(decision.reason));
     this.settle();
@@ -140,6 +153,18 @@ class MediaRequest implements DecisionSink {
     this.body = null;
     inFlight.count--;
   }
+}
+
+function writeReply(res: HttpResponse, reply: EncodedReply): void {
+  res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).end(reply.body);
+}
+
+/** cork() runs its callback at once, so one module-level slot carries the reply into it. */
+const corking: { res: HttpResponse | null; reply: EncodedReply | null } = { res: null, reply: null };
+function writeCorkedReply(): void {
+  writeReply(corking.res!, corking.reply!);
+  corking.res = null;
+  corking.reply = null;
 }
 
 /** Answers a refused request: status, one line `reason: message`, counted by reason. */
