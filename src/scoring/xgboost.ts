@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { formatPath, type CompiledModel } from './model.js';
+import { compileTrees } from './xgboost-codegen.js';
 
 /**
- * Gradient-boosted trees as XGBoost 1.7's `save_model("model.json")` writes them, compiled into flat typed arrays.
- * Prediction follows XGBoost's own arithmetic: float32 features, `value < threshold` in float32, NaN takes the
- * node's default branch, the margin accumulates tree by tree in float32 starting from the base margin.
+ * Gradient-boosted trees as XGBoost 1.7's `save_model("model.json")` writes them, compiled to JavaScript source
+ * (xgboost-codegen.ts). Prediction follows XGBoost's own arithmetic: float32 features, `value < threshold` in
+ * float32, NaN takes the node's default branch, the margin accumulates tree by tree in float32 starting from the
+ * base margin.
  */
 
 export const XGBOOST_OBJECTIVES = ['binary:logistic', 'reg:logistic', 'reg:squarederror'] as const;
@@ -97,8 +99,14 @@ export function parseXgboostModel(json: unknown, source: string): XgboostModel {
 }
 
 /**
+ * The compiled form nests one conditional per level, and the JavaScript parser's stack bounds how deep that can go;
+ * depthwise-grown XGBoost trees stay far below this.
+ */
+export const MAX_TREE_DEPTH = 64;
+
+/**
  * Every array as long as num_nodes; a node has two children or none; children in range; each node reached at most
- * once from the root, so traversal always ends at a leaf.
+ * once from the root, so traversal always ends at a leaf; no leaf deeper than MAX_TREE_DEPTH.
  */
 function checkTree(tree: XgboostTree, featureCount: number, fail: (message: string) => never): void {
   const nodes = tree.tree_param.num_nodes;
@@ -110,6 +118,7 @@ function checkTree(tree: XgboostTree, featureCount: number, fail: (message: stri
     if (length !== undefined && length !== nodes) fail(`${name} has ${length} entries but num_nodes is ${nodes}`);
   }
   const reached = new Uint8Array(nodes);
+  const depth = new Int32Array(nodes);
   const stack = [0];
   reached[0] = 1;
   while (stack.length > 0) {
@@ -122,6 +131,8 @@ function checkTree(tree: XgboostTree, featureCount: number, fail: (message: stri
       if (child < 1 || child >= nodes) fail(`node ${node}: child ${child} out of range (the tree has ${nodes} nodes, 0 is the root)`);
       if (reached[child]) fail(`node ${child} is reached twice from the root (cycle or shared child)`);
       reached[child] = 1;
+      depth[child] = depth[node]! + 1;
+      if (depth[child]! > MAX_TREE_DEPTH) fail(`node ${child} is ${depth[child]} levels deep (at most ${MAX_TREE_DEPTH} are supported)`);
       stack.push(child);
     }
     const feature = tree.split_indices[node]!;
@@ -151,76 +162,6 @@ export function transformMargin(model: XgboostModel, margin: number): number {
   return model.objective === 'reg:squarederror' ? margin : Math.fround(1 / (1 + Math.exp(-margin)));
 }
 
-/**
- * All trees in one set of arrays, nodes numbered globally. A leaf has feature -1 and its value in `threshold`.
- * `missing` is the child a NaN goes to, so the loop needs no default-left test of its own.
- */
-class CompiledForest implements CompiledModel {
-  readonly featureCount: number;
-  private readonly logistic: boolean;
-  private readonly baseMargin: number;
-  private readonly roots: Int32Array;
-  private readonly feature: Int32Array;
-  private readonly threshold: Float32Array;
-  private readonly left: Int32Array;
-  private readonly right: Int32Array;
-  private readonly missing: Int32Array;
-  /** Per-row float32 accumulators, kept between calls; grown only when a batch is bigger than any before. */
-  private margins = new Float32Array(64);
-
-  constructor(model: XgboostModel) {
-    this.featureCount = model.featureCount;
-    this.logistic = model.objective !== 'reg:squarederror';
-    this.baseMargin = baseMargin(model);
-    const total = model.trees.reduce((sum, tree) => sum + tree.tree_param.num_nodes, 0);
-    this.roots = new Int32Array(model.trees.length);
-    this.feature = new Int32Array(total);
-    this.threshold = new Float32Array(total);
-    this.left = new Int32Array(total);
-    this.right = new Int32Array(total);
-    this.missing = new Int32Array(total);
-    let base = 0;
-    model.trees.forEach((tree, t) => {
-      this.roots[t] = base;
-      for (let node = 0; node < tree.tree_param.num_nodes; node++) {
-        const at = base + node;
-        const isLeaf = tree.left_children[node] === -1;
-        this.feature[at] = isLeaf ? -1 : tree.split_indices[node]!;
-        this.threshold[at] = tree.split_conditions[node]!;
-        this.left[at] = base + tree.left_children[node]!;
-        this.right[at] = base + tree.right_children[node]!;
-        this.missing[at] = tree.default_left[node] ? this.left[at]! : this.right[at]!;
-      }
-      base += tree.tree_param.num_nodes;
-    });
-  }
-
-  scoreRows(features: Float32Array, count: number, out: Float32Array, outOffset: number, outStride: number): void {
-    if (this.margins.length < count) this.margins = new Float32Array(count);
-    const { margins, roots, feature, threshold, left, right, missing, featureCount } = this;
-    margins.fill(this.baseMargin, 0, count);
-    // Tree by tree over the whole batch: one tree's nodes stay in cache while every row walks it.
-    for (let t = 0; t < roots.length; t++) {
-      const root = roots[t]!;
-      for (let row = 0, rowStart = 0; row < count; row++, rowStart += featureCount) {
-        let node = root;
-        let split = feature[node]!;
-        while (split >= 0) {
-          const value = features[rowStart + split]!;
-          const cut = threshold[node]!;
-          node = value < cut ? left[node]! : value >= cut ? right[node]! : missing[node]!;
-          split = feature[node]!;
-        }
-        margins[row] += threshold[node]!;
-      }
-    }
-    for (let row = 0; row < count; row++) {
-      const margin = margins[row]!;
-      out[outOffset + row * outStride] = this.logistic ? 1 / (1 + Math.exp(-margin)) : margin;
-    }
-  }
-}
-
 export function compileXgboost(model: XgboostModel): CompiledModel {
-  return new CompiledForest(model);
+  return compileTrees(model.trees, model.featureCount, baseMargin(model), model.objective !== 'reg:squarederror');
 }

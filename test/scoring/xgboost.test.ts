@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { referenceXgboost } from '../../src/scoring/reference.js';
-import { compileXgboost, loadXgboostModel, parseXgboostModel, type XgboostModel } from '../../src/scoring/xgboost.js';
+import { compileXgboost, loadXgboostModel, MAX_TREE_DEPTH, parseXgboostModel, type XgboostModel } from '../../src/scoring/xgboost.js';
 import { randomRows, randomXgboostJson, type RandomModelOptions } from './generate.js';
 
 const ROOT = new URL('../../', import.meta.url);
@@ -18,6 +18,8 @@ describe('compiled trees agree exactly with the reference walk', () => {
     ['reg:logistic', { trees: 25, maxDepth: 5, features: 3, objective: 'reg:logistic', baseScore: 0.5 }],
     ['reg:squarederror', { trees: 40, maxDepth: 6, features: 12, objective: 'reg:squarederror', baseScore: 1234.5 }],
     ['single-leaf trees mixed in', { trees: 30, maxDepth: 1, features: 2, objective: 'binary:logistic', baseScore: 0.9 }],
+    // Several generated functions: the margin must carry over from one to the next in tree order.
+    ['300 trees of depth 6, more than one compiled chunk', { trees: 300, maxDepth: 6, features: 15, objective: 'binary:logistic', baseScore: 0.5 }],
   ];
   test.each(cases)('%s', (_, options) => {
     const model = parseXgboostModel(randomXgboostJson(options.trees * 7 + options.features, options), 'generated');
@@ -69,6 +71,74 @@ describe('a hand-made tree follows XGBoost rules', () => {
     const rows = Float32Array.of(a, b);
     expect(compiledScores(model, rows, 1)[0]).toBe(expected);
     expect(referenceXgboost(model, rows)).toBe(expected);
+  });
+});
+
+/** A one-tree model whose arrays are given node by node; `baseScore` as XGBoost writes it. */
+function oneTreeModel(tree: Record<string, unknown[]>, baseScore: string, features = 2): XgboostModel {
+  const json = randomXgboostJson(1, { trees: 1, maxDepth: 0, features, objective: 'reg:squarederror', baseScore: 0 }) as any;
+  const nodes = tree.left_children!.length;
+  Object.assign(json.learner.gradient_booster.model.trees[0], tree, {
+    split_type: Array(nodes).fill(0),
+    tree_param: { num_nodes: String(nodes), num_feature: String(features), size_leaf_vector: '0' },
+  });
+  json.learner.learner_model_param.base_score = baseScore;
+  return parseXgboostModel(json, 'hand-made');
+}
+
+describe('numbers that float32 and printing could get wrong', () => {
+  // Root: feature 0 at 0.7 (float32 0.699999988...), right leaf -0; left child: feature 1 at -1e39 (float32
+  // -Infinity), missing goes left to 0.1, anything else right to 1e39 (float32 Infinity). The base margin is -0.
+  const model = oneTreeModel(
+    {
+      left_children: [1, 3, -1, -1, -1],
+      right_children: [2, 4, -1, -1, -1],
+      split_indices: [0, 1, 0, 0, 0],
+      split_conditions: [0.7, -1e39, -0, 0.1, 1e39],
+      default_left: [0, 1, 0, 0, 0],
+    },
+    '-0E0',
+  );
+  const cases: [number, number, number][] = [
+    [0.7, 0, -0], // equal to the float32 threshold goes right, though 0.7 as a double is larger; -0 + -0 stays -0
+    [0.5, -Infinity, Infinity],
+    [0.5, NaN, Math.fround(0.1)],
+  ];
+  test.each(cases)('x = [%d, %d] -> %d', (a, b, expected) => {
+    const rows = Float32Array.of(a, b);
+    expect(compiledScores(model, rows, 1)[0]).toBe(expected);
+    expect(referenceXgboost(model, rows)).toBe(expected);
+  });
+});
+
+describe('tree depth', () => {
+  /** A chain: node 2k splits feature 0 at k + 0.5, its right child 2k+2 goes on, its left child 2k+1 is leaf k. */
+  const chain = (levels: number) => {
+    const nodes = 2 * levels + 1;
+    const tree = { left_children: [], right_children: [], split_indices: [], split_conditions: [], default_left: [] } as Record<string, number[]>;
+    for (let node = 0; node < nodes; node++) {
+      const split = node % 2 === 0 && node < nodes - 1;
+      tree.left_children!.push(split ? node + 1 : -1);
+      tree.right_children!.push(split ? node + 2 : -1);
+      tree.split_indices!.push(0);
+      tree.split_conditions!.push(split ? node / 2 + 0.5 : node);
+      tree.default_left!.push(node % 4 === 0 ? 1 : 0);
+    }
+    return oneTreeModel(tree, '0E0', 1);
+  };
+
+  test(`the deepest tree allowed (${MAX_TREE_DEPTH} levels) compiles and agrees with the reference`, () => {
+    const model = chain(MAX_TREE_DEPTH);
+    const rows = Float32Array.from({ length: 2 * MAX_TREE_DEPTH + 4 }, (_, i) => (i === 0 ? NaN : i / 2 - 1));
+    const compiled = compiledScores(model, rows, rows.length);
+    expect(Array.from(compiled)).toEqual(Array.from(rows, (_, row) => referenceXgboost(model, rows, row)));
+    expect(new Set(compiled).size).toBeGreaterThan(MAX_TREE_DEPTH);
+  });
+
+  test('a deeper tree is refused with its depth', () => {
+    expect(() => chain(MAX_TREE_DEPTH + 1)).toThrow(
+      new RegExp(`^hand-made: tree 0: node ${2 * MAX_TREE_DEPTH + 1} is ${MAX_TREE_DEPTH + 1} levels deep \\(at most ${MAX_TREE_DEPTH} are supported\\)`),
+    );
   });
 });
 
