@@ -1,36 +1,20 @@
-import { rmSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DeviceIdKind } from '../../src/engine/types.js';
 import { loadProto } from '../../src/media/protobuf.js';
 import { startEngine, type EngineProcess } from '../support/engine-process.js';
 import { RawConnection, rawPost } from '../support/raw-http.js';
 import { loadPersonas, loadStrategyFile, metricSum, native, post, requestFor, scrape, send, tencent } from '../support/rta-client.js';
-import { writeSlowManifest } from '../support/slow-model.js';
 
 /**
- * The scoring deadline, made deterministic: the `apply` model is swapped for a forest that takes about a millisecond
- * per row, far past a 200 us deadline, but only for devices of unknown OS. The boot warm-up only scores Android and
- * iOS rows, so the engine still starts in seconds, and a request without an OS is a scorable device that always
- * misses the deadline.
+ * The scoring deadline, made deterministic: a 1 us deadline is over before any scores can be back, so every
+ * request that needs scoring gets the fallback, while decisions that need no scores are unaffected. "reject" runs
+ * in scoring-pool mode, where the late scores really arrive later from a worker and must be discarded; "neutral"
+ * in the default app-per-thread mode, where scoring is inline.
  */
 
-const DEADLINE_MICROS = 200;
-// ~1 ms per gated row on the development machine (100 x 3000 node visits); several times the deadline.
-const slowManifest = writeSlowManifest('apply', {
-  trees: 100,
-  chainLength: 3000,
-  gate: [
-    { feature: 'ctx:os_android', below: 0.5 },
-    { feature: 'ctx:os_ios', below: 0.5 },
-  ],
-});
-afterAll(() => rmSync(dirname(slowManifest), { recursive: true, force: true }));
-// The deadline belongs to the scoring pool: requests wait for worker threads there.
-const engineEnv = (fallback: 'reject' | 'neutral') => ({
-  RTA_SERVER_MODE: 'scoring-pool',
-  RTA_MODEL_MANIFEST: slowManifest,
-  RTA_SCORE_DEADLINE_MICROS: String(DEADLINE_MICROS),
+const engineEnv = (fallback: 'reject' | 'neutral', mode: 'scoring-pool' | 'app-per-thread') => ({
+  RTA_SERVER_MODE: mode,
+  RTA_SCORE_DEADLINE_MICROS: '1',
   RTA_FALLBACK: fallback,
 });
 
@@ -65,7 +49,7 @@ describe('fallback "reject"', () => {
   let engine: EngineProcess;
 
   beforeAll(async () => {
-    engine = await startEngine(engineEnv('reject'));
+    engine = await startEngine(engineEnv('reject', 'scoring-pool'));
   });
 
   afterAll(async () => {
@@ -100,7 +84,7 @@ describe('fallback "reject"', () => {
       const reply = await connection.readReply();
       expect(reply.status).toBe(200);
       expect(tencent.decodeReply(reply.body, '')).toMatchObject({ request_id: id, code: 6 });
-      // Long enough for the worker to finish the row it was too slow for.
+      // Long enough for the worker's late scores to come back (and be discarded).
       await new Promise((r) => setTimeout(r, 20));
     }
     connection.destroy();
@@ -121,7 +105,7 @@ describe('fallback "neutral"', () => {
   let engine: EngineProcess;
 
   beforeAll(async () => {
-    engine = await startEngine(engineEnv('neutral'));
+    engine = await startEngine(engineEnv('neutral', 'app-per-thread'));
   });
 
   afterAll(async () => {
