@@ -1,13 +1,13 @@
 import { createReadStream, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { DEVICE_KEY_BYTES, deviceKeyToHex } from '../store/device-key.js';
 import { DeviceRowEncoder } from '../store/device-rows.js';
 import { DuplicateDeviceKeyError, EmbeddedDeviceStore } from '../store/embedded.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { writeSnapshot, type SnapshotHeader } from '../store/snapshot.js';
+import { parseCommandLine } from './command-line.js';
 
 /**
  * Builds a device snapshot from JSON Lines or CSV device rows (format: data/README.md). Bad rows are never dropped
@@ -150,28 +150,18 @@ const USAGE = `usage: build-snapshot --input devices.jsonl|devices.csv --output 
 Builds an embedded device store snapshot from device rows (format: data/README.md).`;
 
 async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        input: { type: 'string' },
-        output: { type: 'string' },
-        format: { type: 'string' },
-        'max-bad-rows': { type: 'string', default: '0' },
-        schema: { type: 'string', default: DEFAULT_PROFILE_SCHEMA_PATH },
-        help: { type: 'boolean', default: false },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const values = parseCommandLine(
+    argv,
+    {
+      input: { type: 'string' },
+      output: { type: 'string' },
+      format: { type: 'string' },
+      'max-bad-rows': { type: 'string', default: '0' },
+      schema: { type: 'string', default: DEFAULT_PROFILE_SCHEMA_PATH },
+    },
+    USAGE,
+  );
+  if (typeof values === 'number') return values;
   const maxBadRows = Number(values['max-bad-rows']);
   const problem = !values.input
     ? '--input is required'

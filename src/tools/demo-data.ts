@@ -1,7 +1,6 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { z } from 'zod';
 import { DEVICE_ID_KIND_NAMES } from '../engine/types.js';
@@ -19,6 +18,7 @@ import { profileLayoutFingerprint } from '../store/layout-fingerprint.js';
 import { ProfileRecordWriter } from '../store/profile-record.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { readSnapshotHeader, SnapshotError, writeSnapshot } from '../store/snapshot.js';
+import { parseCommandLine } from './command-line.js';
 
 /**
  * Writes the demo device population (src/store/demo-population.ts) as a snapshot, plus personas.json: for each
@@ -307,28 +307,18 @@ Writes DIR/${DEMO_SNAPSHOT_FILE} and DIR/${DEMO_PERSONAS_FILE} (default DIR: dat
 --jsonl also writes the rows in build-snapshot's input format; --if-missing skips the work when the files already match.`;
 
 function main(argv: string[]): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        devices: { type: 'string', default: String(DEFAULT_DEMO_DEVICES) },
-        seed: { type: 'string', default: String(DEFAULT_DEMO_SEED) },
-        'output-dir': { type: 'string', default: DEFAULT_DEMO_DIR },
-        jsonl: { type: 'string' },
-        'if-missing': { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const values = parseCommandLine(
+    argv,
+    {
+      devices: { type: 'string', default: String(DEFAULT_DEMO_DEVICES) },
+      seed: { type: 'string', default: String(DEFAULT_DEMO_SEED) },
+      'output-dir': { type: 'string', default: DEFAULT_DEMO_DIR },
+      jsonl: { type: 'string' },
+      'if-missing': { type: 'boolean', default: false },
+    },
+    USAGE,
+  );
+  if (typeof values === 'number') return values;
   const devices = Number(values.devices);
   const seed = Number(values.seed);
   if (!Number.isSafeInteger(devices) || devices < 1) {

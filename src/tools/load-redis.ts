@@ -1,6 +1,5 @@
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import type { ChainableCommander } from 'ioredis';
 import { Cluster } from 'ioredis';
@@ -20,6 +19,7 @@ import {
 } from '../store/redis-client.js';
 import { groupKeysByNode } from '../store/redis-slot.js';
 import { loadSnapshot } from '../store/snapshot.js';
+import { parseCommandLine } from './command-line.js';
 
 /**
  * Writes a device snapshot into Redis in the layout RedisDeviceStore reads (see src/store/redis.ts): every device
@@ -155,31 +155,21 @@ Writes every device key of the snapshot into Redis (key = prefix + 16 key bytes,
 at most --rate keys per second in pipelines of --batch keys, then the prefix's layout stamp.`;
 
 async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        snapshot: { type: 'string' },
-        url: { type: 'string' },
-        'cluster-node': { type: 'string', multiple: true },
-        prefix: { type: 'string', default: 'rta:dev:' },
-        rate: { type: 'string', default: String(DEFAULT_LOAD_RATE) },
-        batch: { type: 'string', default: String(DEFAULT_LOAD_BATCH) },
-        'ttl-seconds': { type: 'string' },
-        'profile-schema': { type: 'string', default: DEFAULT_PROFILE_SCHEMA_PATH },
-        help: { type: 'boolean', default: false },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const values = parseCommandLine(
+    argv,
+    {
+      snapshot: { type: 'string' },
+      url: { type: 'string' },
+      'cluster-node': { type: 'string', multiple: true },
+      prefix: { type: 'string', default: 'rta:dev:' },
+      rate: { type: 'string', default: String(DEFAULT_LOAD_RATE) },
+      batch: { type: 'string', default: String(DEFAULT_LOAD_BATCH) },
+      'ttl-seconds': { type: 'string' },
+      'profile-schema': { type: 'string', default: DEFAULT_PROFILE_SCHEMA_PATH },
+    },
+    USAGE,
+  );
+  if (typeof values === 'number') return values;
   const usageError = (message: string) => {
     console.error(`${message}\n${USAGE}`);
     return 2;
