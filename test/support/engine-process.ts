@@ -17,7 +17,8 @@ export interface EngineProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startEngine(env: Record<string, string> = {}): Promise<EngineProcess> {
+/** The built engine on free loopback ports, its stdout and stderr collected together. */
+function spawnEngine(env: Record<string, string>): { child: ChildProcess; output: () => string } {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does it first)`);
   const child = spawn(process.execPath, [MAIN], {
     cwd: REPO_ROOT,
@@ -27,10 +28,15 @@ export async function startEngine(env: Record<string, string> = {}): Promise<Eng
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  return { child, output: () => output };
+}
+
+export async function startEngine(env: Record<string, string> = {}): Promise<EngineProcess> {
+  const { child, output: collected } = spawnEngine(env);
   const listening = await new Promise<{ media: string; admin: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`engine did not start in 30 s:\n${output}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`engine did not start in 30 s:\n${collected()}`)), 30_000);
     const check = () => {
-      const line = output.split('\n').find((l) => l.includes('"event":"listening"'));
+      const line = collected().split('\n').find((l) => l.includes('"event":"listening"'));
       if (line) {
         clearTimeout(timer);
         resolve(JSON.parse(line) as { media: string; admin: string });
@@ -39,14 +45,14 @@ export async function startEngine(env: Record<string, string> = {}): Promise<Eng
     child.stdout!.on('data', check);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`engine exited with ${code} before listening:\n${output}`));
+      reject(new Error(`engine exited with ${code} before listening:\n${collected()}`));
     });
   });
   return {
     mediaUrl: listening.media,
     adminUrl: listening.admin,
     child,
-    output: () => output,
+    output: collected,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode !== null) return child.exitCode;
       child.kill(signal);
@@ -58,18 +64,11 @@ export async function startEngine(env: Record<string, string> = {}): Promise<Eng
 
 /** Runs the engine expecting it to refuse to start; resolves with its exit code and output. */
 export async function runEngineExpectingFailure(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const { child, output } = spawnEngine(env);
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   const [code] = (await once(child, 'exit')) as [number | null];
   clearTimeout(timer);
-  return { code, output };
+  return { code, output: output() };
 }
 
 /** Reads one Prometheus sample value, or 0 when the series does not exist yet. */
