@@ -67,7 +67,6 @@ const contexts: BidContext[] = bodies.map((b) => tencentAdapter.decode(b, ''));
 const offsets = contexts.map((c) => store.find(c.deviceIds[0]!.key, 0));
 const views: DeviceView[] = contexts.map((c, i) => ({
   os: c.os,
-  known: offsets[i]! >= 0,
   records: offsets[i]! >= 0 ? store.records : null,
   recordOffset: Math.max(0, offsets[i]!),
   flags: offsets[i]! >= 0 ? readField(store.records, offsets[i]!, flagsField) : 0,
@@ -79,8 +78,8 @@ const mask = new Uint8Array(book.bidStrategyCount);
 const batch = allocateBatch(1, store.recordBytes, scorer.modelCount);
 batch.count = 1;
 for (const [i, view] of views.entries()) {
-  batch.known[0] = view.known ? 1 : 0;
-  if (view.known) batch.records.set(store.records.subarray(offsets[i]!, offsets[i]! + store.recordBytes));
+  batch.known[0] = view.records !== null ? 1 : 0;
+  if (view.records !== null) batch.records.set(store.records.subarray(offsets[i]!, offsets[i]! + store.recordBytes));
   batch.os[0] = view.os;
   scorer.scoreBatch(batch);
   view.scores.set(batch.scores);
@@ -101,8 +100,8 @@ const stages = {
   }),
   score: measure('scoring: 4 models, batch of 1', () => {
     for (const [i, view] of views.entries()) {
-      batch.known[0] = view.known ? 1 : 0;
-      if (view.known) batch.records.set(store.records.subarray(offsets[i]!, offsets[i]! + store.recordBytes));
+      batch.known[0] = view.records !== null ? 1 : 0;
+      if (view.records !== null) batch.records.set(store.records.subarray(offsets[i]!, offsets[i]! + store.recordBytes));
       batch.os[0] = view.os;
       scorer.scoreBatch(batch);
     }

@@ -144,7 +144,6 @@ export class Engine {
   }
 
   profileFound(request: PendingRequest, key: Uint8Array, records: Uint8Array, offset: number): void {
-    request.known = true;
     request.records = records;
     request.recordOffset = offset;
     request.deviceKey = key;
@@ -267,7 +266,6 @@ function readFlags(records: Uint8Array, at: number, bytes: number): number {
  */
 class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob {
   os: number;
-  known = false;
   records: Uint8Array | null = null;
   recordOffset = 0;
   flags = 0;

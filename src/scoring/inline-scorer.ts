@@ -10,10 +10,6 @@ export class InlineScorer {
   readonly modelVersion: string;
   readonly modelCount: number;
   readonly maxBatch = 1;
-  /** Always 0: nothing waits. Kept so both scorers report the same gauges. */
-  readonly queueDepth = 0;
-  readonly utilization = 0;
-  deadlineMisses = 0;
   private readonly scorer: BatchScorer;
   private readonly batch: ScoringBatch;
   private readonly recordBytes: number;
@@ -34,7 +30,6 @@ export class InlineScorer {
    */
   submit(job: ScoringJob): void {
     if (performance.now() > job.deadline) {
-      this.deadlineMisses++;
       job.onDeadline();
       return;
     }
@@ -48,7 +43,6 @@ export class InlineScorer {
     batch.os[0] = job.os;
     this.scorer.scoreBatch(batch);
     if (performance.now() > job.deadline) {
-      this.deadlineMisses++;
       job.onDeadline();
       return;
     }

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { z } from 'zod';
+import { CallbackErrors } from '../engine/callback-errors.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../store/profile-schema.js';
 import { loadManifestModels, readManifest } from './manifest.js';
 import { allocateBatch, type ScoringBatch } from './scorer.js';
@@ -93,7 +94,7 @@ export class ScoringPool {
   private closing = false;
   private closed: Promise<void> | null = null;
   private drained: (() => void) | null = null;
-  private callbackError: unknown = undefined;
+  private readonly callbackErrors = new CallbackErrors();
 
   constructor(options: ScoringPoolOptions) {
     const parsed = optionsSchema.safeParse(options);
@@ -220,7 +221,7 @@ export class ScoringPool {
     const earliest = this.expire(slot, now);
     if (slot.live === 0) {
       this.recycle(slot);
-      this.rethrowCallbackError();
+      this.callbackErrors.rethrow();
       return;
     }
     slot.batch.count = slot.count;
@@ -230,7 +231,7 @@ export class ScoringPool {
     this.lastBatchSize = slot.count;
     this.piscina.run(slot.batch, slot.runOptions).then(slot.onResult, slot.onFailure);
     this.armTimer(slot, earliest, now);
-    this.rethrowCallbackError();
+    this.callbackErrors.rethrow();
   }
 
   /** One timer per batch, at its earliest pending deadline (a job may have no deadline at all: Infinity). */
@@ -264,7 +265,7 @@ export class ScoringPool {
   private timedOut(slot: BatchSlot): void {
     const now = performance.now();
     this.armTimer(slot, this.expire(slot, now), now);
-    this.rethrowCallbackError();
+    this.callbackErrors.rethrow();
   }
 
   /** The worker handed the batch back, scored. Jobs already answered are skipped; late ones get onDeadline. */
@@ -280,7 +281,7 @@ export class ScoringPool {
       this.notify(job, late ? null : batch.scores, i * this.modelCount);
     }
     this.settle(slot);
-    this.rethrowCallbackError();
+    this.callbackErrors.rethrow();
   }
 
   /** The batch failed on its worker: its jobs get the fallback, the pool carries on. */
@@ -296,7 +297,7 @@ export class ScoringPool {
       this.notify(job, null, 0);
     }
     this.settle(slot);
-    this.rethrowCallbackError();
+    this.callbackErrors.rethrow();
   }
 
   /** One answer to one job: scores, or the fallback when `scores` is null. */
@@ -305,16 +306,8 @@ export class ScoringPool {
       if (scores === null) job.onDeadline();
       else job.onScored(scores, offset);
     } catch (error) {
-      this.callbackError ??= error;
+      this.callbackErrors.keep(error);
     }
-  }
-
-  /** A throwing callback is a bug in the caller: surfaced, but only once the pool's own state is consistent again. */
-  private rethrowCallbackError(): void {
-    const error = this.callbackError;
-    if (error === undefined) return;
-    this.callbackError = undefined;
-    throw error;
   }
 
   private settle(slot: BatchSlot): void {

@@ -216,6 +216,7 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
             ads: n % 20 === 0 ? [{ adGroupId: '1', strategyId: '', creatives: [{ creativeId: '1', templateId: 311 }] }] : [],
           };
           const { body, contentType } = client.encodeRequest(request, { json: n % 10 === 5 });
+          // Received "in the future": warm-up requests are never cut short by the scoring deadline.
           engine.handle(adapter.decode(body, contentType), sink, performance.now() + 30_000);
         }
       });

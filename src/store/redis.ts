@@ -1,6 +1,7 @@
 import { Cluster } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
+import { CallbackErrors } from '../engine/callback-errors.js';
 import type { AsyncDeviceStore, DeviceLookupJob } from '../engine/engine.js';
 import { DEVICE_KEY_BYTES } from './device-key.js';
 import type { ProfileSchema } from './profile-schema.js';
@@ -149,7 +150,7 @@ export class RedisDeviceStore implements AsyncDeviceStore {
   private readonly maxPendingRoundTrips: number;
   private pending: LookupBatch | undefined;
   private roundTripsInFlight = 0;
-  private callbackError: unknown;
+  private readonly callbackErrors = new CallbackErrors();
 
   private constructor(
     private readonly client: RedisClient,
@@ -349,7 +350,7 @@ export class RedisDeviceStore implements AsyncDeviceStore {
       }
       if (!answered) this.notifyFallback(batch, j);
     }
-    this.rethrowCallbackError();
+    this.callbackErrors.rethrow();
   }
 
   /** Redis did not answer usefully: each job gets its cached fallback, or is an unknown device. */
@@ -357,7 +358,7 @@ export class RedisDeviceStore implements AsyncDeviceStore {
     batch.settled = true;
     this.stats[outcome] += batch.jobs.length;
     for (let j = 0; j < batch.jobs.length; j++) this.notifyFallback(batch, j);
-    this.rethrowCallbackError();
+    this.callbackErrors.rethrow();
   }
 
   private notifyFallback(batch: LookupBatch, j: number): void {
@@ -370,15 +371,7 @@ export class RedisDeviceStore implements AsyncDeviceStore {
       if (record === undefined) job.onProfileMissing();
       else job.onProfileFound(keyIndex, record, 0);
     } catch (error) {
-      this.callbackError ??= error;
+      this.callbackErrors.keep(error);
     }
-  }
-
-  /** A throwing callback is a bug in the engine: surfaced, but only after every other job got its answer. */
-  private rethrowCallbackError(): void {
-    const error = this.callbackError;
-    if (error === undefined) return;
-    this.callbackError = undefined;
-    throw error;
   }
 }

@@ -29,7 +29,7 @@ export function compileCondition(condition: Condition, scope: ConditionScope, wh
   }
   if (condition.known !== undefined) {
     const known = condition.known;
-    parts.push({ needsScores: false, test: (v) => v.known === known });
+    parts.push({ needsScores: false, test: (v) => (v.records !== null) === known });
   }
   if (condition.flagsAll) {
     const mask = flagMask(condition.flagsAll, scope, `${where}.flagsAll`);

@@ -4,7 +4,6 @@
  */
 export interface DeviceView {
   os: number;
-  known: boolean;
   /** The record is records[recordOffset .. recordOffset + recordBytes); null for an unknown device. */
   records: Uint8Array | null;
   recordOffset: number;

@@ -5,6 +5,7 @@ import { nativeAdapter } from '../../src/media/native/adapter.js';
 import { loadProto } from '../../src/media/protobuf.js';
 import { tencentAdapter } from '../../src/media/tencent/adapter.js';
 import { MAX_NESTING_DEPTH, checkWire, compileWireRule } from '../../src/media/wire-check.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const tencent = loadProto(new URL('../../proto/tencent/rta.proto', import.meta.url));
 const RtaRequest = tencent.lookupType('tencent.ad.rta.RtaRequest');
@@ -187,17 +188,6 @@ describe('UTF-8 in proto3 strings', () => {
     }
   });
 });
-
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('junk input never escapes as anything but InputError', () => {
   const nativeRequest = NativeRequest.encode(

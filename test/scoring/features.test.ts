@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { Os } from '../../src/engine/types.js';
 import { CONTEXT_FEATURES, FeatureExtractor } from '../../src/scoring/features.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema, readField } from '../../src/store/profile-schema.js';
-import { seededRandom } from './generate.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const schema = loadProfileSchema(DEFAULT_PROFILE_SCHEMA_PATH);
 

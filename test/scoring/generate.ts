@@ -1,20 +1,10 @@
+import { seededRandom } from '../support/seeded-random.js';
+
 /**
  * Seeded generators for scoring tests: random XGBoost-format models (trees of uneven depth, node ids shuffled so
  * children are not adjacent, random default directions) and feature rows full of NaNs and values sitting exactly on
  * split thresholds.
  */
-
-/** mulberry32: small, seeded, good enough to make varied test cases reproducible. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface RandomModelOptions {
   trees: number;

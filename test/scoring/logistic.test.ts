@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { compileLogistic, fnv1a32, logisticFeatures, logisticToken, parseLogisticModel } from '../../src/scoring/logistic.js';
 import { referenceLogistic } from '../../src/scoring/reference.js';
-import { seededRandom } from './generate.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
 

@@ -3,9 +3,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { metricValue, REPO_ROOT, runEngineExpectingFailure, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { REPO_ROOT, runEngineExpectingFailure, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { RawConnection, rawPost } from '../support/raw-http.js';
-import { loadPersonas, manifestModelVersion, requestFor, scrape, send, tencent } from '../support/rta-client.js';
+import { loadPersonas, manifestModelVersion, metricSum, requestFor, scrape, send, tencent } from '../support/rta-client.js';
 
 /**
  * The process around the pipeline: probes on both ports, the metrics a dashboard relies on, a graceful SIGTERM,
@@ -64,7 +64,7 @@ describe('probes and metrics', () => {
     expect(text).toMatch(/^rta_request_processing_seconds_bucket\{le="0\.0001",media="tencent"\} \d+$/m);
     for (const model of manifestModelVersion().split(',')) {
       const [name, version] = model.split('@');
-      expect(metricValue(text, 'rta_model_info', { model: name!, version: version! }), model).toBe(1);
+      expect(metricSum(text, 'rta_model_info', { model: name!, version: version! }), model).toBe(1);
     }
   });
 

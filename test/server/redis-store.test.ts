@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DecisionCode } from '../../src/engine/types.js';
@@ -15,6 +18,7 @@ import { loadPersonas, requestFor, scrape, metricSum, send, tencent } from '../s
 const PREFIX = 'rta:dev:';
 let redis: RedisServer;
 let engine: EngineProcess;
+let configFile: string | undefined;
 const personas = loadPersonas();
 
 describe.skipIf(!REDIS_SERVER_FOUND)('engine on the Redis device store', () => {
@@ -36,12 +40,18 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on the Redis device store', () => {
     }
     await client.set(layoutStampKey(PREFIX), JSON.stringify(layoutStampOf(profile)));
     client.disconnect();
-    engine = await startEngine({ RTA_STORE_KIND: 'redis', RTA_REDIS_URL: redis.url, RTA_SCORE_DEADLINE_MICROS: '50000' });
+    // Generous time budgets: this test is about which profile decides, not about timing on a busy machine (a lookup
+    // over budget is decided as an unknown device, which is tested below with Redis gone).
+    const dir = mkdtempSync(join(tmpdir(), 'rta-redis-engine-'));
+    configFile = join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ store: { kind: 'redis', redis: { url: redis.url, lookupBudgetMicros: 50_000 } } }));
+    engine = await startEngine({ RTA_CONFIG: configFile, RTA_SCORE_DEADLINE_MICROS: '50000' });
   });
 
   afterAll(async () => {
     await engine?.stop();
     await redis?.stop();
+    if (configFile) rmSync(dirname(configFile), { recursive: true, force: true });
   });
 
   test('devices in Redis are decided by their stored profile', async () => {

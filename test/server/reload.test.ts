@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DeviceIdKind } from '../../src/engine/types.js';
 import { nativeClient } from '../../src/media/native/client.js';
 import { hashRawDeviceId } from '../../src/store/device-key.js';
-import { REPO_ROOT, metricValue, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { REPO_ROOT, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { metricSum } from '../support/rta-client.js';
 
 /**
  * Hot reload under load: models swapped back and forth between two versions while requests keep coming. Every
@@ -107,9 +108,9 @@ describe('model hot reload', () => {
     copyFileSync(join(REPO_ROOT, 'data/models/risk.json'), join(dir, 'risk.json'));
 
     const metrics = await (await fetch(`${engine.adminUrl}/metrics`)).text();
-    expect(metricValue(metrics, 'rta_model_info', { model: 'risk', version: 'v1' })).toBe(1);
-    expect(metricValue(metrics, 'rta_model_info', { model: 'risk', version: 'v3' })).toBe(0);
-    expect(metricValue(metrics, 'rta_reloads_total', { target: 'models', result: 'refused' })).toBeGreaterThanOrEqual(1);
+    expect(metricSum(metrics, 'rta_model_info', { model: 'risk', version: 'v1' })).toBe(1);
+    expect(metricSum(metrics, 'rta_model_info', { model: 'risk', version: 'v3' })).toBe(0);
+    expect(metricSum(metrics, 'rta_reloads_total', { target: 'models', result: 'refused' })).toBeGreaterThanOrEqual(1);
     expect(serving).toContain('risk@v1');
   });
 });

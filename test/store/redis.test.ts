@@ -388,6 +388,8 @@ describe.skipIf(!REDIS_SERVER_FOUND)('device base checks and the loader', () => 
   });
 });
 
+const CLUSTER_CONNECT_MS = 10_000;
+
 describe.skipIf(!REDIS_SERVER_FOUND)('RedisDeviceStore against a 3-node Redis Cluster', () => {
   test('binary keys hash to the slot the server computes; lookups split by node and return the embedded records', async () => {
     const cluster = await startRedisCluster(3);
@@ -400,7 +402,9 @@ describe.skipIf(!REDIS_SERVER_FOUND)('RedisDeviceStore against a 3-node Redis Cl
         expect(keySlot(key)).toBe(Number(await admin.call('CLUSTER', 'KEYSLOT', key)));
       }
 
-      const client = await connectRedis(redisConnectionSchema.parse({ nodes }), 'test-loader');
+      // A cluster formed a moment ago, on a busy 2-core machine, can take longer than the 2 s production default to
+      // settle its slot map in every client.
+      const client = await connectRedis(redisConnectionSchema.parse({ nodes, connectTimeoutMs: CLUSTER_CONNECT_MS }), 'test-loader');
       try {
         const report = await loadIntoRedis({ client, store: embedded, keyPrefix: PREFIX, keysPerSecond: 1e9, batchKeys: 100 });
         expect(report.keys).toBe(embedded.keyCount);
@@ -409,7 +413,10 @@ describe.skipIf(!REDIS_SERVER_FOUND)('RedisDeviceStore against a 3-node Redis Cl
         client.disconnect();
       }
 
-      store = await RedisDeviceStore.connect(redisStoreOptionsSchema.parse({ nodes, keyPrefix: PREFIX, lookupBudgetMicros: TEST_BUDGET_MICROS }), schema);
+      store = await RedisDeviceStore.connect(
+        redisStoreOptionsSchema.parse({ nodes, keyPrefix: PREFIX, lookupBudgetMicros: TEST_BUDGET_MICROS, connectTimeoutMs: CLUSTER_CONNECT_MS }),
+        schema,
+      );
       const devices = [3, 10, 11, 12, 13, 14, 15, 16, 17, 18];
       const roundTrips = store.stats.roundTrips;
       const jobs = devices.map((d) => new RecordingJob([unknownKey(200 + d), oaid(d)]));

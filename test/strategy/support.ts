@@ -49,7 +49,6 @@ export function makeView(spec: ViewSpec = {}): DeviceView {
   }
   return {
     os: spec.os ?? 2,
-    known: records !== null,
     records,
     recordOffset: records !== null ? profile.recordBytes : 0,
     flags,

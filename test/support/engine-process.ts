@@ -70,15 +70,3 @@ export async function runEngineExpectingFailure(env: Record<string, string>): Pr
   clearTimeout(timer);
   return { code, output: output() };
 }
-
-/** Reads one Prometheus sample value, or 0 when the series does not exist yet. */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const match = /^([a-z_:]+)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const present = Object.fromEntries([...(match[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => present[k] === v)) return Number(match[3]);
-  }
-  return 0;
-}

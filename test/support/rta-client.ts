@@ -101,7 +101,7 @@ export async function scrape(engine: EngineProcess): Promise<string> {
   return response.text();
 }
 
-/** Sum of a metric over every series whose labels include `labels` (metricValue reads only the first match). */
+/** Sum of a metric over every series whose labels include `labels`. */
 export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
   for (const line of text.split('\n')) {
