@@ -96,7 +96,7 @@ export class Engine {
     parts.config.deviceIdOrder.forEach((name, rank) => (this.rankByKind[kindByName[name]!] = rank));
     const flags = parts.profile.field('flags');
     this.flagsField = { offset: flags.offset, bytes: flags.type === 'u8' ? 1 : flags.type === 'u16' ? 2 : 4 };
-    this.deadlineMs = parts.config.scoreDeadlineMicros / 1000;
+    this.deadlineMs = parts.config.scoreDeadlineMicros === 0 ? Infinity : parts.config.scoreDeadlineMicros / 1000;
   }
 
   /** Atomically replaces models+strategies and/or the store; requests already under way finish on the old ones. */

@@ -132,7 +132,7 @@ describe('loadConfig', () => {
 
   test('an environment value outside its range names the config path', () => {
     expect(configError({ env: { PORT: '70000' } })).toMatch(/^config \(environment\) is invalid:\n {2}server\.port: Too big.*65535/);
-    expect(configError({ env: { RTA_SCORE_DEADLINE_MICROS: '0' } })).toMatch(/^config \(environment\) is invalid:\n {2}engine\.scoreDeadlineMicros: Too small.*1/);
+    expect(configError({ env: { RTA_SCORE_DEADLINE_MICROS: '50001' } })).toMatch(/^config \(environment\) is invalid:\n {2}engine\.scoreDeadlineMicros: Too big.*50000/);
   });
 
   test('an invalid enum, from the environment or the file', () => {

@@ -358,6 +358,13 @@ describe('Engine', () => {
     expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(1);
   });
 
+  test('scoreDeadlineMicros 0 switches the deadline off (for counting instructions), 1 keeps it', () => {
+    const scorer = new MissingDeadlineScorer();
+    decide(engineWith({ scorer, book: fallbackBook, config: { scoreDeadlineMicros: 0 } }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), 1000);
+    decide(engineWith({ scorer, book: fallbackBook, config: { scoreDeadlineMicros: 1 } }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), 1000);
+    expect(scorer.deadlines).toEqual([Infinity, 1000.001]);
+  });
+
   test('a missed deadline with the neutral fallback: a take at coefficient 1 for every strategy the profile allows', async () => {
     const engine = engineWith({ scorer: new MissingDeadlineScorer(), book: fallbackBook, config: { fallback: 'neutral' } });
     const prime = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
