@@ -3,7 +3,7 @@
  *
  * One process (this one, pinned to CPU 1 when it can be) generates the load; each server runs in its own process
  * (pinned to CPU 0): the bare uWebSockets.js ceiling, the engine, and the engine behind node:http. All three get
- * the same pre-encoded traffic. Closed-loop runs (autocannon) find each server's maximum; fixed-rate runs at
+ * the same pre-encoded traffic. Closed-loop runs (wrk) find each server's maximum; fixed-rate runs at
  * fractions of the engine's maximum measure latency, client-side at 1 us resolution and server-side from the
  * engine's own histogram. Runs of different servers alternate, so slow drift on the machine hits them alike.
  * Writes bench/results/<name>.json, .md and .svg, and the summary block of bench/README.md.
@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { renderChart } from './lib/chart.js';
-import { runClosedLoop } from './lib/closed-loop.js';
+import { runClosedLoop, wrkAvailable } from './lib/closed-loop.js';
 import { collectGarbage, prepareTraffic } from './lib/prepare.js';
 import { renderSummary } from './lib/report.js';
 import { checkGoals, summarizePoint, summarizeThroughput, type BenchResult, type LatencyPoint } from './lib/results.js';
@@ -108,6 +108,11 @@ function readFlags(): Flags {
 
 async function main(): Promise<void> {
   const flags = readFlags();
+  const missing = wrkAvailable();
+  if (missing) {
+    console.error(`bench: ${missing}; the closed-loop maximum is measured with wrk (apt-get install wrk time)`);
+    process.exit(2);
+  }
   const startedAt = new Date().toISOString();
   const latencyServers = flags['latency-servers'] ?? flags.servers;
   // A profiled engine runs slower: its figures go to the scratch directory, never over the committed results.

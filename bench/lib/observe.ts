@@ -50,8 +50,9 @@ export class ServerObservation {
     return new ServerObservation(server, before, cpu, peakReset);
   }
 
-  async end(): Promise<ServerWindow> {
-    const cpu = this.cpu.stop();
+  /** `childGeneratorSeconds`: CPU of a load generator that ran as a child process in the window (wrk). */
+  async end(childGeneratorSeconds = 0): Promise<ServerWindow> {
+    const cpu = this.cpu.stop(childGeneratorSeconds);
     const peak = peakRssBytes(this.server.pid);
     const window: ServerWindow = {
       cpu,

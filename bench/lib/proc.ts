@@ -42,7 +42,7 @@ export function peakRssBytes(pid: number): number {
 /** CPU use over one window, in cores (CPU seconds per wall second: 1.0 = one core fully busy). */
 export interface CpuShares {
   server: number;
-  /** This process: the load generator. */
+  /** The load generator: this process, plus a generator it ran as a child (wrk). */
   generator: number;
   /** Everything else on the machine: other processes competing for the same cores. */
   background: number;
@@ -58,11 +58,12 @@ export class CpuWindow {
     this.serverAtStart = cpuSeconds(serverPid);
   }
 
-  stop(): CpuShares {
+  /** `childGeneratorSeconds`: CPU of a generator process that ran inside the window (wrk), measured by the caller. */
+  stop(childGeneratorSeconds = 0): CpuShares {
     const wallSeconds = (performance.now() - this.wallAtStart) / 1000;
     const own = process.cpuUsage(this.generatorAtStart);
     const server = (cpuSeconds(this.serverPid) - this.serverAtStart) / wallSeconds;
-    const generator = (own.user + own.system) / 1e6 / wallSeconds;
+    const generator = ((own.user + own.system) / 1e6 + childGeneratorSeconds) / wallSeconds;
     const machine = (machineBusySeconds() - this.machineAtStart) / wallSeconds;
     return { server, generator, background: Math.max(0, machine - server - generator) };
   }

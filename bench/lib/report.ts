@@ -1,5 +1,5 @@
 import { PERCENTILE_KEYS, PERCENTILE_LABELS } from './latency.js';
-import { formatPercent, GOAL_FRACTION, type BenchResult, type PointSummary } from './results.js';
+import { formatPercent, GOAL_FRACTION, SATURATED_GENERATOR_CORES, type BenchResult, type PointSummary } from './results.js';
 import { SERVER_LABELS, type ServerKind } from './servers.js';
 import type { Spread } from './stats.js';
 
@@ -44,15 +44,22 @@ export function renderSummary(result: BenchResult, chartFile: string): string {
   for (const goal of result.goals) out(`| ${goal.goal} | ${goal.target} | ${goal.measured} | ${goal.met === null ? '–' : goal.met ? 'met' : '**not met**'} |`);
   out();
 
-  out(`#### Maximum throughput (closed loop: autocannon, ${options.connections} connections, ${options['closed-duration']} s per run)`);
+  out(`#### Maximum throughput (closed loop: wrk, 1 thread, ${options.connections} connections, ${options['closed-duration']} s per run)`);
   out();
-  out('| server | requests/s | share of the ceiling | server CPU (cores) | server CPU per request (us) | generator CPU | other processes | peak RSS (MiB) | errors + non-2xx | deadline fallbacks |');
-  out('|---|---|---|---|---|---|---|---|---|---|');
+  out(
+    '| server | requests/s | share of the ceiling (requests/s) | share by CPU per request (bare / server) | server CPU (cores) | server CPU per request (us) | generator CPU | other processes | peak RSS (MiB) | errors + non-2xx | deadline fallbacks |',
+  );
+  out('|---|---|---|---|---|---|---|---|---|---|---|');
+  const percent = (v: number) => formatPercent(v, 0);
   for (const kind of Object.keys(throughput.requestsPerSecond) as ServerKind[]) {
     const share = throughput.shareOfCeiling[kind];
+    const cpuShare = throughput.cpuShare[kind];
+    const generator = throughput.generatorCpu[kind]!;
+    const saturated = generator.max >= SATURATED_GENERATOR_CORES ? ' **generator saturated**' : '';
     out(
-      `| ${SERVER_LABELS[kind]} | ${range(throughput.requestsPerSecond[kind]!, rate)} | ${kind === 'bare' ? 'ceiling' : share ? range(share, (v) => formatPercent(v, 0)) : '–'} | ` +
-        `${range(throughput.serverCpu[kind]!, cores)} | ${whole((throughput.serverCpu[kind]!.median / throughput.requestsPerSecond[kind]!.median) * 1e6)} | ${range(throughput.generatorCpu[kind]!, cores)} | ${range(throughput.backgroundCpu[kind]!, cores)} | ` +
+      `| ${SERVER_LABELS[kind]} | ${range(throughput.requestsPerSecond[kind]!, rate)} | ${kind === 'bare' ? 'ceiling' : share ? range(share, percent) : '–'} | ` +
+        `${kind === 'bare' ? '–' : cpuShare ? range(cpuShare, percent) : '–'} | ` +
+        `${range(throughput.serverCpu[kind]!, cores)} | ${whole((throughput.serverCpu[kind]!.median / throughput.requestsPerSecond[kind]!.median) * 1e6)} | ${range(generator, cores)}${saturated} | ${range(throughput.backgroundCpu[kind]!, cores)} | ` +
         `${range(throughput.peakRssBytes[kind]!, mebibytes)} | ${throughput.errors[kind]} | ${kind === 'bare' ? '–' : throughput.deadlineFallbacks[kind]} |`,
     );
   }
@@ -105,7 +112,7 @@ function methodNotes(result: BenchResult): string[] {
       `A window in which they took more than ${result.options['max-background']} cores was measured again (up to ${result.options.retries} times): ` +
       `${retried} of ${windows.length} windows were re-measured, ${noisy} kept windows were still that noisy.`,
     'Servers run in their own processes: the engine exactly as deployed (`node dist/server/main.js`), the same built engine behind `node:http` (bench/servers/node-http-engine.ts), and a bare uWebSockets.js server answering fixed bytes of a typical reply (bench/servers/bare-uws.ts).',
-    'Maximum throughput: closed-loop autocannon, each connection walking its own slice of the traffic; runs of the three servers alternate. The ceiling includes what a one-core JavaScript load generator can send: see the generator CPU beside the bare server.',
+    `Maximum throughput: closed-loop wrk (one thread, so one core) rotating through the traffic; runs of the three servers alternate. The share of the ceiling is each run's rate over the bare run beside it; the share by CPU per request is the bare server's CPU per request over this server's, which holds even if the generator, not the server, set the rate. A generator at ${SATURATED_GENERATOR_CORES} cores or more is marked saturated: its rate is then a floor of the server's.`,
     'Fixed rate: our own open-loop generator over raw keep-alive sockets. Arrival times are a seeded Poisson process; each latency runs from the scheduled send time (not the actual one) to the last byte of the response, read with performance.now() (monotonic, sub-microsecond), so a stalled server cannot hide its queue (no coordinated omission). Recorded in an HDR histogram at 1 us resolution. The generator spins between sends to leave on time, so its CPU reads 1.00 in fixed-rate runs; "send lag" is how late sends left while a connection was free (the generator\'s own lateness, and the floor of what the client side can resolve, with the bare server\'s latency); "waited for a connection" counts sends that found all connections busy, a wait charged to the server.',
     'Server-side latency: /metrics scraped just before and just after each measured window (never during it); percentiles from the bucket deltas of `rta_request_processing_seconds`, interpolated linearly inside a bucket (bounds 25 us … 25 ms, so a percentile is only as exact as its bucket), "max ≤" is the upper bound of the highest non-empty bucket.',
     'CPU from /proc/PID/stat (utime+stime, all threads); peak RSS is VmHWM from /proc/PID/status, reset through /proc/PID/clear_refs before each window.',

@@ -12,6 +12,11 @@ export interface ThroughputSummary {
   requestsPerSecond: Partial<Record<ServerKind, Spread>>;
   /** Per run, the server's rate over the bare ceiling measured right beside it. */
   shareOfCeiling: Partial<Record<ServerKind, Spread>>;
+  /**
+   * Per run, the bare server's CPU per request over this server's, measured beside it: the same share, read from
+   * CPU instead of rate, so it holds even where the generator limits the rate.
+   */
+  cpuShare: Partial<Record<ServerKind, Spread>>;
   serverCpu: Partial<Record<ServerKind, Spread>>;
   generatorCpu: Partial<Record<ServerKind, Spread>>;
   backgroundCpu: Partial<Record<ServerKind, Spread>>;
@@ -77,6 +82,7 @@ export function summarizeThroughput(runs: Partial<Record<ServerKind, ClosedRun[]
   const summary: ThroughputSummary = {
     requestsPerSecond: {},
     shareOfCeiling: {},
+    cpuShare: {},
     serverCpu: {},
     generatorCpu: {},
     backgroundCpu: {},
@@ -94,11 +100,21 @@ export function summarizeThroughput(runs: Partial<Record<ServerKind, ClosedRun[]
     summary.errors[kind] = list.reduce((sum, r) => sum + r.load.errors + r.load.timeouts + r.load.non2xx, 0);
     summary.deadlineFallbacks[kind] = list.reduce((sum, r) => sum + r.server.deadlineFallbacks, 0);
     summary.peakRssBytes[kind] = spread(list.map((r) => r.server.peakRssBytes));
-    if (kind !== 'bare' && bare.length === list.length)
+    if (kind !== 'bare' && bare.length === list.length) {
       summary.shareOfCeiling[kind] = spread(list.map((r, i) => r.load.requestsPerSecond / bare[i]!.load.requestsPerSecond));
+      summary.cpuShare[kind] = spread(list.map((r, i) => cpuPerRequest(bare[i]!) / cpuPerRequest(r)));
+    }
   }
   return summary;
 }
+
+/** Server CPU seconds per answered request in one closed-loop run. */
+export function cpuPerRequest(run: ClosedRun): number {
+  return run.server.cpu.server / run.load.requestsPerSecond;
+}
+
+/** A generator this close to a whole core cannot tell its own limit from the server's. */
+export const SATURATED_GENERATOR_CORES = 0.95;
 
 export function summarizePoint(runs: readonly OpenRun[]): PointSummary {
   const percentiles = (pick: (run: OpenRun) => LatencyPercentiles): PercentileSpreads =>
@@ -133,13 +149,15 @@ export const GOAL_FRACTION = 0.75;
 
 export function checkGoals(throughput: ThroughputSummary, latency: readonly LatencyPoint[]): GoalCheck[] {
   const share = throughput.shareOfCeiling.engine;
+  const cpuShare = throughput.cpuShare.engine;
   const point = latency.find((p) => Math.abs(p.fraction - GOAL_FRACTION) < 1e-9)?.servers.engine;
   const at = `at ${GOAL_FRACTION * 100} % of the engine's maximum`;
   const micros = (value: number | undefined) => (value === undefined ? 'not measured' : formatMicros(value));
   const check = (goal: string, target: string, measured: string, met: boolean | undefined): GoalCheck => ({ goal, target, measured, met: met ?? null });
   const failures = point ? point.errors + point.non200 + point.timeouts : undefined;
   return [
-    check('engine throughput, share of the bare-server ceiling', '>= 50 %', share ? formatPercent(share.median) : 'not measured', share && share.median >= 0.5),
+    check('engine throughput, share of the bare-server ceiling (requests/s, wrk)', '>= 50 %', share ? formatPercent(share.median) : 'not measured', share && share.median >= 0.5),
+    check('engine cost, share by CPU per request (bare / engine)', '>= 50 %', cpuShare ? formatPercent(cpuShare.median) : 'not measured', cpuShare && cpuShare.median >= 0.5),
     check(`server-side p99 ${at}`, '<= 1 ms', micros(point?.server?.p99.median), point?.server ? point.server.p99.median <= 1000 : undefined),
     check(`server-side p99.9 ${at}`, '<= 2 ms', micros(point?.server?.p999.median), point?.server ? point.server.p999.median <= 2000 : undefined),
     check(`client-observed p99 ${at} (loopback)`, '<= 2 ms', micros(point?.client.p99.median), point ? point.client.p99.median <= 2000 : undefined),

@@ -55,7 +55,7 @@ export function measureClosedLoop(
   return untilQuiet(policy, `closed loop on ${server.kind}`, async () => {
     const observation = await ServerObservation.begin(server);
     const load = await runClosedLoop({ url: server.mediaUrl, requests, ...options });
-    return { load, server: await observation.end() };
+    return { load, server: await observation.end(load.generatorCpuSeconds) };
   });
 }
 

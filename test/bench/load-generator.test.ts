@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runClosedLoop, wrkAvailable } from '../../bench/lib/closed-loop.js';
 import { OpenLoopClient, poissonSchedule } from '../../bench/lib/open-loop.js';
 import { ResponseFramingError, ResponseReader } from '../../bench/lib/response-reader.js';
 import type { EncodedRequest } from '../../bench/lib/traffic.js';
@@ -99,5 +100,53 @@ describe('OpenLoopClient', () => {
     // The wait was for the connection, not the generator's lateness; and the server kept up with a quarter of the rate.
     expect(result.waitedForConnection).toBeGreaterThan(result.scheduled / 2);
     expect(result.achievedRate).toBeLessThan(200 / 2);
+  });
+});
+
+const wrkMissing = wrkAvailable();
+if (wrkMissing) console.warn(`SKIPPED: the wrk closed-loop test needs wrk and GNU time: ${wrkMissing}`);
+
+describe.skipIf(wrkMissing !== null)('runClosedLoop (wrk)', () => {
+  let server: Server;
+  let port: number;
+  const seen = new Map<string, number>();
+  // Binary bodies with every byte value, so a hex or Lua string slip would show.
+  const bodies = [0, 1, 2].map((i) => Buffer.from(Array.from({ length: 256 }, (_, b) => (b + i) % 256)));
+  const requests: EncodedRequest[] = bodies.map((body, i) => ({
+    path: i === 2 ? '/nope' : '/rta/v1',
+    contentType: 'application/x-protobuf',
+    body,
+    message: Buffer.alloc(0),
+  }));
+
+  beforeAll(async () => {
+    server = createServer({ keepAlive: true }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const key = `${req.url} ${req.headers['content-type']} ${Buffer.concat(chunks).toString('hex')}`;
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+        res.writeHead(req.url === '/rta/v1' ? 200 : 404, { 'Content-Length': 2 }).end('ok');
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => server.close());
+
+  test('sends the pre-encoded requests byte for byte in rotation, and counts what was not 2xx', async () => {
+    const result = await runClosedLoop({ url: `http://127.0.0.1:${port}`, requests, connections: 4, durationSeconds: 1 });
+    const expected = requests.map((r) => `${r.path} ${r.contentType} ${r.body.toString('hex')}`);
+    expect([...seen.keys()].sort()).toEqual([...expected].sort());
+    const counts = expected.map((key) => seen.get(key)!);
+    // Rotation: each request within a few of a third of the total (requests in flight when wrk stopped differ).
+    for (const count of counts) expect(Math.abs(count - result.responses / 3)).toBeLessThanOrEqual(5);
+    // The server also saw the requests still in flight when wrk stopped: at most one per connection.
+    expect(counts[2]! - result.non2xx).toBeGreaterThanOrEqual(0);
+    expect(counts[2]! - result.non2xx).toBeLessThanOrEqual(4);
+    expect(result.requestsPerSecond * result.seconds).toBeCloseTo(result.responses - result.non2xx, 0);
+    expect(result.errors + result.timeouts).toBe(0);
+    expect(result.generatorCpuSeconds).toBeGreaterThan(0);
   });
 });
