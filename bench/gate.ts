@@ -1,95 +1,179 @@
 /**
- * The perf CI gate: `npm run bench:ci` (well under two minutes). Runs the bare uWebSockets.js ceiling and the engine
- * side by side on the same traffic, so the speed of the machine cancels out, and fails when the engine's share of
- * the ceiling or its server-side p99 at a fixed fraction of its own maximum falls past the thresholds in
- * bench/gate.json. Prints the figures either way; writes them to bench/results/tmp/ for spread studies.
+ * The perf CI gate: `npm run bench:ci [-- flags]`, the last step of .ci/run.
+ *
+ *   (no flags)              count this build's instructions per request and compare them with bench/baseline.json;
+ *                           then check the mission's budget under load (p99.9 within 2 ms, nothing failed)
+ *   --baseline REV          build REV in a temporary worktree and count both in this run, instead of the file
+ *   --accept "why"          count this build and rewrite bench/baseline.json with it (commit it with the change)
+ *   --instructions-only     skip the load check
+ *   --config FILE           another gate config (default bench/gate.json)
+ *
+ * Exit 0 passed, 1 failed, 2 could not run. Figures of every run go to bench/results/tmp/gate-*.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runClosedLoop } from './lib/closed-loop.js';
-import { decideGate, loadGateConfig, type GateFigures } from './lib/gate-decision.js';
+import { callgrindAvailable } from './lib/callgrind.js';
+import { runClosedLoop, wrkAvailable } from './lib/closed-loop.js';
+import { costTraffic, measureCost, type CostReport } from './lib/cost.js';
+import {
+  checkLoad,
+  compareCost,
+  costFigures,
+  decide,
+  loadBaseline,
+  loadGateConfig,
+  writeBaseline,
+  type GateCheck,
+  type GateConfig,
+  type LoadFigures,
+} from './lib/gate-decision.js';
 import { collectGarbage, prepareTraffic } from './lib/prepare.js';
 import { formatMicros, formatPercent } from './lib/results.js';
 import { pinProcesses, REPO_ROOT, startServer, type RunningServer } from './lib/servers.js';
 import { describeMachine, log, measureClosedLoop, OpenLoopSession, type ClosedRun, type OpenRun } from './lib/session.js';
 import { spread } from './lib/stats.js';
 import { DEFAULT_MIX } from './lib/traffic.js';
+import { buildRevision, headCommit, lastCommitOf, valgrindVersion } from './lib/worktree.js';
+
+const BASELINE_FILE = join(REPO_ROOT, 'bench/baseline.json');
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { config: { type: 'string', default: join(REPO_ROOT, 'bench/gate.json') } } });
-  const configPath = relative(REPO_ROOT, values.config!) || values.config!;
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string', default: join(REPO_ROOT, 'bench/gate.json') },
+      baseline: { type: 'string' },
+      accept: { type: 'string' },
+      'instructions-only': { type: 'boolean', default: false },
+    },
+  });
   const config = loadGateConfig(values.config!);
-  const { run } = config;
+  const configPath = relative(REPO_ROOT, values.config!) || values.config!;
+  const missing = callgrindAvailable() ?? (values['instructions-only'] ? null : wrkAvailable());
+  if (missing) throw new Error(`${missing}: .ci/run installs it; by hand: apt-get install valgrind wrk time`);
+  if (values.accept !== undefined && values.baseline !== undefined) throw new Error('--accept rewrites the baseline file; it does not go with --baseline REV');
   const started = performance.now();
-  const traffic = prepareTraffic({ seed: run.seed, distinct: run.distinct, population: run.population, mix: DEFAULT_MIX });
-  collectGarbage();
-  const pinning = pinProcesses(true);
-  log(pinning.note);
-  const policy = { maxBackgroundCores: run.maxBackgroundCores, retries: run.retries };
+  const machine = describeMachine();
+  console.log(`perf gate (${configPath}): ${machine.cpuModel}, ${machine.logicalCpus} CPUs, Node ${process.version}, ${valgrindVersion()}`);
 
-  let bare: RunningServer | null = null;
-  let engine: RunningServer | null = null;
-  const bareRuns: ClosedRun[] = [];
-  const engineRuns: ClosedRun[] = [];
-  const latencyRuns: OpenRun[] = [];
-  let rate = 0;
-  try {
-    const options = { cpus: pinning.serverCpus, engineEnv: {}, cpuProfileDir: null };
-    bare = await startServer('bare', options);
-    engine = await startServer('engine', options);
-    const closed = { connections: run.connections, durationSeconds: run.closedSeconds };
-    for (const server of [bare, engine]) await runClosedLoop({ url: server.mediaUrl, requests: traffic.requests, ...closed, durationSeconds: Math.max(2, run.warmupSeconds) });
-    for (let i = 0; i < run.runs; i++) {
-      bareRuns.push(await measureClosedLoop(bare, traffic.requests, closed, policy));
-      engineRuns.push(await measureClosedLoop(engine, traffic.requests, closed, policy));
-      log(`run ${i + 1}/${run.runs}: bare ${Math.round(bareRuns[i]!.load.requestsPerSecond)} req/s, engine ${Math.round(engineRuns[i]!.load.requestsPerSecond)} req/s`);
+  const checks: GateCheck[] = [];
+  const messages = costTraffic(config.cost.requestsPerClass, config.cost.seed);
+  const count = (root: string) => measureCost(messages, { root, warmupPasses: config.cost.warmupPasses, rounds: config.cost.rounds, log });
+  let reference: { label: string; report: CostReport | null; figures: ReturnType<typeof costFigures> } | null = null;
+  const countRevision = async (revision: string, why: string) => {
+    const built = buildRevision(REPO_ROOT, revision, log);
+    try {
+      const report = await count(built.root);
+      return { label: `${revision} (${built.commit.slice(0, 10)}), counted in this run${why}`, report, figures: costFigures(report) };
+    } finally {
+      built.remove();
     }
-    rate = Math.round(run.fraction * spread(engineRuns.map((r) => r.load.requestsPerSecond)).median);
-    const session = new OpenLoopSession(traffic.requests, run.openConnections, policy);
-    for (let i = 0; i < run.runs; i++) {
-      latencyRuns.push(await session.measure(engine, { rate, durationSeconds: run.openSeconds, seed: run.seed + i, graceSeconds: 5 }, i === 0 ? run.warmupSeconds : 0));
-      log(`fixed rate ${rate} req/s run ${i + 1}/${run.runs}: server p99 ${Math.round(latencyRuns[i]!.server.latency?.p99 ?? NaN)} us`);
+  };
+  if (values.baseline !== undefined) reference = await countRevision(values.baseline, '');
+  else if (values.accept === undefined) {
+    const baseline = loadBaseline(BASELINE_FILE);
+    const here = { cpu: machine.cpuModel, node: process.version, valgrind: valgrindVersion() };
+    const differs = (Object.keys(here) as (keyof typeof here)[]).filter((key) => baseline.accepted[key] !== here[key]);
+    const acceptedIn = lastCommitOf(REPO_ROOT, 'bench/baseline.json');
+    if (differs.length > 0 && acceptedIn !== headCommit(REPO_ROOT)) {
+      // Counts from another CPU, Node or valgrind are not comparable: count the accepted commit here instead.
+      const was = differs.map((key) => `${key} ${baseline.accepted[key]}, here ${here[key]}`).join('; ');
+      reference = await countRevision(acceptedIn, `, because the baseline file was counted elsewhere (${was})`);
+    } else {
+      reference = { label: `bench/baseline.json (accepted ${baseline.accepted.at.slice(0, 10)}: ${baseline.accepted.why})`, report: null, figures: baseline.instructionsPerRequest };
+      if (differs.length > 0) console.log(`  note: the baseline was counted with another ${differs.join(', ')}, and it was accepted in this very commit`);
     }
-    session.close();
-  } finally {
-    await bare?.stop();
-    await engine?.stop();
+  }
+  const now = await count(REPO_ROOT);
+  printCost(now);
+  const figures = costFigures(now);
+  if (values.accept !== undefined) {
+    writeBaseline(BASELINE_FILE, figures, {
+      at: new Date().toISOString(),
+      why: values.accept,
+      onTopOf: headCommit(REPO_ROOT),
+      cpu: machine.cpuModel,
+      node: process.version,
+      valgrind: valgrindVersion(),
+    });
+    console.log(`  wrote bench/baseline.json: commit it together with the change it accepts`);
+  } else {
+    console.log(`  against ${reference!.label}:`);
+    checks.push(...compareCost(figures, reference!.figures, config.thresholds.maxInstructionIncrease));
   }
 
-  const figures: GateFigures = {
-    engineShareOfCeiling: spread(engineRuns.map((r, i) => r.load.requestsPerSecond / bareRuns[i]!.load.requestsPerSecond)),
-    serverP99Micros: spread(latencyRuns.map((r) => r.server.latency?.p99 ?? NaN)),
-    failedRequests: [...bareRuns, ...engineRuns].reduce((sum, r) => sum + r.load.errors + r.load.timeouts + r.load.non2xx, 0) +
-      latencyRuns.reduce((sum, r) => sum + r.load.errors + r.load.timeouts + r.load.non200, 0),
-  };
-  const decision = decideGate(figures, config.thresholds);
-  const seconds = (performance.now() - started) / 1000;
-  const median = (values: number[]) => spread(values).median;
-  const answered = latencyRuns.reduce((sum, r) => sum + Object.values(r.server.outcomes).reduce((a, b) => a + b, 0), 0);
-  const fallbacks = latencyRuns.reduce((sum, r) => sum + r.server.deadlineFallbacks, 0);
-  const info = [
-    `machine: ${describeMachine().logicalCpus} CPUs, Node ${process.version}; ${pinning.note}`,
-    `closed loop (${run.runs} x ${run.closedSeconds} s, ${run.connections} connections): bare ${Math.round(median(bareRuns.map((r) => r.load.requestsPerSecond)))} req/s, ` +
-      `engine ${Math.round(median(engineRuns.map((r) => r.load.requestsPerSecond)))} req/s`,
-    `fixed rate ${rate} req/s = ${formatPercent(run.fraction, 0)} of the engine's maximum (${run.runs} x ${run.openSeconds} s): ` +
-      `server p99 ${formatMicros(figures.serverP99Micros.median)}, p99.9 ${formatMicros(median(latencyRuns.map((r) => r.server.latency?.p999 ?? NaN)))}, ` +
-      `client p99 ${formatMicros(median(latencyRuns.map((r) => r.load.latency.p99)))}, deadline fallbacks ${fallbacks} of ${answered}`,
-    `other processes on the machine: up to ${Math.max(...[...bareRuns, ...engineRuns, ...latencyRuns].map((r) => r.server.cpu.background)).toFixed(2)} cores in a kept window; ` +
-      `${[...bareRuns, ...engineRuns, ...latencyRuns].filter((r) => r.attempts > 1).length} windows re-measured`,
-  ];
-  console.log(`\nperf gate (${configPath}), ${seconds.toFixed(0)} s`);
-  for (const line of info) console.log(`  ${line}`);
+  let load: LoadFigures | null = null;
+  if (!values['instructions-only']) {
+    load = await measureLoad(config);
+    checks.push(...checkLoad(load, config.thresholds));
+  }
+
+  const decision = decide(checks);
   for (const check of decision.checks) console.log(`  ${check.passed ? 'ok  ' : 'FAIL'} ${check.name}: ${check.measured}, threshold ${check.limit}`);
-  console.log(decision.passed ? 'perf gate passed' : `perf gate FAILED: ${decision.checks.filter((c) => !c.passed).map((c) => c.name).join('; ')} (thresholds in ${configPath})`);
+  const seconds = (performance.now() - started) / 1000;
+  if (values.accept !== undefined && decision.passed) console.log(`perf gate: baseline accepted, ${seconds.toFixed(0)} s`);
+  else
+    console.log(
+      decision.passed
+        ? `perf gate passed, ${seconds.toFixed(0)} s`
+        : `perf gate FAILED: ${decision.checks.filter((c) => !c.passed).map((c) => c.name).join('; ')} (thresholds in ${configPath}; ` +
+            'a deliberate cost is accepted with npm run bench:ci -- --accept "why")',
+    );
 
   const tmp = join(REPO_ROOT, 'bench/results/tmp');
   mkdirSync(tmp, { recursive: true });
-  writeFileSync(
-    join(tmp, `gate-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
-    `${JSON.stringify({ figures, decision, rate, seconds, bareRuns, engineRuns, latencyRuns }, null, 1)}\n`,
-  );
+  writeFileSync(join(tmp, `gate-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), `${JSON.stringify({ now, reference, load, decision, seconds }, null, 1)}\n`);
   return decision.passed ? 0 : 1;
+}
+
+function printCost(report: CostReport): void {
+  const left = report.leftOut;
+  console.log(
+    `  counted ${report.requestsPerClass} requests per class x ${report.classes.ping.rounds.length} rounds through the real server under callgrind in ${report.seconds.toFixed(0)} s; ` +
+      `left out of the class figures, per request: GC ${Math.round(left.gc)}, V8 compiling ${Math.round(left.compile)}, timers ${Math.round(left.timers)}`,
+  );
+  for (const [name, cost] of Object.entries(report.classes)) {
+    const rounds = spread(cost.rounds);
+    console.log(`    ${name.padEnd(16)} ${Math.round(cost.instructionsPerRequest).toLocaleString('en-US').padStart(9)}   (rounds ${Math.round(rounds.min)}..${Math.round(rounds.max)})`);
+  }
+}
+
+/** The mission's budget at the gate's load: the engine's maximum (wrk), then fixed-rate runs at a fraction of it. */
+async function measureLoad(config: GateConfig): Promise<LoadFigures> {
+  const { load } = config;
+  const traffic = prepareTraffic({ seed: load.seed, distinct: load.distinct, population: load.population, mix: DEFAULT_MIX });
+  collectGarbage();
+  const pinning = pinProcesses(true);
+  const policy = { maxBackgroundCores: load.maxBackgroundCores, retries: load.retries };
+  let engine: RunningServer | null = null;
+  const closedRuns: ClosedRun[] = [];
+  const openRuns: OpenRun[] = [];
+  try {
+    engine = await startServer('engine', { cpus: pinning.serverCpus, engineEnv: {}, cpuProfileDir: null });
+    const closed = { connections: load.connections, durationSeconds: load.closedSeconds };
+    await runClosedLoop({ url: engine.mediaUrl, requests: traffic.requests, ...closed, durationSeconds: Math.max(2, load.warmupSeconds) });
+    for (let i = 0; i < load.runs; i++) closedRuns.push(await measureClosedLoop(engine, traffic.requests, closed, policy));
+    const rate = Math.round(load.fraction * spread(closedRuns.map((r) => r.load.requestsPerSecond)).median);
+    const session = new OpenLoopSession(traffic.requests, load.openConnections, policy);
+    for (let i = 0; i < load.runs; i++) openRuns.push(await session.measure(engine, { rate, durationSeconds: load.openSeconds, seed: load.seed + i, graceSeconds: 5 }, i === 0 ? load.warmupSeconds : 0));
+    session.close();
+    const median = (values: number[]) => spread(values).median;
+    const fallbacks = openRuns.reduce((sum, r) => sum + r.server.deadlineFallbacks, 0);
+    const answered = openRuns.reduce((sum, r) => sum + Object.values(r.server.outcomes).reduce((a, b) => a + b, 0), 0);
+    console.log(
+      `  load (${pinning.note}): engine maximum ${Math.round(median(closedRuns.map((r) => r.load.requestsPerSecond)))} req/s (wrk, generator ` +
+        `${median(closedRuns.map((r) => r.server.cpu.generator)).toFixed(2)} cores); at ${rate} req/s = ${formatPercent(load.fraction, 0)} of it: ` +
+        `server p99 ${formatMicros(median(openRuns.map((r) => r.server.latency?.p99 ?? NaN)))}, client p99 ${formatMicros(median(openRuns.map((r) => r.load.latency.p99)))}, ` +
+        `deadline fallbacks ${fallbacks} of ${answered}; other processes up to ${Math.max(...[...closedRuns, ...openRuns].map((r) => r.server.cpu.background)).toFixed(2)} cores (reported, not gated)`,
+    );
+  } finally {
+    await engine?.stop();
+  }
+  return {
+    serverP999Micros: spread(openRuns.map((r) => r.server.latency?.p999 ?? NaN)),
+    failedRequests:
+      closedRuns.reduce((sum, r) => sum + r.load.errors + r.load.timeouts + r.load.non2xx, 0) + openRuns.reduce((sum, r) => sum + r.load.errors + r.load.timeouts + r.load.non200, 0),
+  };
 }
 
 main().then(

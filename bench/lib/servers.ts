@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * The servers under test, each in its own process on free loopback ports: the bare uWebSockets.js ceiling, the
@@ -40,16 +41,22 @@ export interface ServerOptions {
   engineEnv: Record<string, string>;
   /** Directory for `node --cpu-prof` profiles of the engine, or null. */
   cpuProfileDir: string | null;
+  /** The checkout whose build is served (another revision's worktree for a side-by-side count); default this one. */
+  root?: string;
+  /** Flags for node itself (`--predictable` while counting instructions). */
+  nodeFlags?: string[];
+  /** Runs the server inside another command (valgrind); gets and returns the whole argv. */
+  wrap?: (argv: string[]) => string[];
 }
 
 const START_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 function command(kind: ServerKind, options: ServerOptions): string[] {
-  const node = [process.execPath];
+  const node = [process.execPath, ...(options.nodeFlags ?? [])];
   if (kind === 'engine' && options.cpuProfileDir) node.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir);
   if (kind === 'engine') {
-    const main = `${REPO_ROOT}dist/server/main.js`;
+    const main = join(options.root ?? REPO_ROOT, 'dist/server/main.js');
     if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first (npm run bench does)`);
     return [...node, main];
   }
@@ -57,10 +64,11 @@ function command(kind: ServerKind, options: ServerOptions): string[] {
 }
 
 export async function startServer(kind: ServerKind, options: ServerOptions): Promise<RunningServer> {
-  const argv = command(kind, options);
+  let argv = command(kind, options);
+  if (options.wrap) argv = options.wrap(argv);
   if (options.cpus !== null) argv.unshift('taskset', '-c', options.cpus);
   const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', ...(kind === 'bare' ? {} : options.engineEnv) };
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: options.root ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));
   let output = '';

@@ -202,11 +202,11 @@ export interface EncodedRequest {
 }
 
 /** Encodes every item once, up front, with the media's own client: nothing is encoded while load runs. */
-export function encodeTraffic(items: readonly TrafficItem[], host: string): EncodedRequest[] {
+export function encodeTraffic(items: readonly TrafficItem[], host: string, options: { json?: boolean } = {}): EncodedRequest[] {
   return items.map(({ media, request }) => {
     const client = MEDIA_CLIENTS.get(media);
     if (!client) throw new Error(`no media client named ${media}`);
-    const { body, contentType } = client.encodeRequest(request);
+    const { body, contentType } = client.encodeRequest(request, options);
     const head = `POST ${client.path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`;
     const bodyBuffer = Buffer.from(body);
     return { path: client.path, contentType, body: bodyBuffer, message: Buffer.concat([Buffer.from(head, 'latin1'), bodyBuffer]) };

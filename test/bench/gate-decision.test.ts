@@ -2,58 +2,114 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { decideGate, loadGateConfig, type GateFigures } from '../../bench/lib/gate-decision.js';
+import { readWindow } from '../../bench/lib/callgrind.js';
+import { COST_CLASSES } from '../../bench/lib/cost.js';
+import {
+  ALL_CLASSES,
+  checkLoad,
+  compareCost,
+  decide,
+  FIGURES,
+  loadBaseline,
+  loadGateConfig,
+  writeBaseline,
+  type CostFigures,
+} from '../../bench/lib/gate-decision.js';
 import { spread } from '../../bench/lib/stats.js';
 
-const thresholds = { minEngineShareOfCeiling: 0.3, maxServerP99Micros: 800 };
-const figures = (shares: number[], p99s: number[], failedRequests = 0): GateFigures => ({
-  engineShareOfCeiling: spread(shares),
-  serverP99Micros: spread(p99s),
-  failedRequests,
-});
-const failing = (f: GateFigures) => decideGate(f, thresholds).checks.filter((c) => !c.passed).map((c) => c.name);
+const reference = Object.fromEntries(FIGURES.map((name, i) => [name, 50_000 + i * 10_000])) as CostFigures;
+const scaled = (factor: number, only?: string): CostFigures =>
+  Object.fromEntries(Object.entries(reference).map(([name, value]) => [name, only === undefined || only === name ? value * factor : value])) as CostFigures;
+const failing = (now: CostFigures) => compareCost(now, reference, 0.05).filter((c) => !c.passed).map((c) => c.name);
 
-describe('decideGate', () => {
-  test('passes when the medians are within the thresholds and nothing failed', () => {
-    const decision = decideGate(figures([0.35, 0.29, 0.4], [500, 900, 600]), thresholds);
-    expect(decision.passed).toBe(true);
-    expect(decision.checks.every((c) => c.passed)).toBe(true);
+describe('compareCost', () => {
+  test('passes an unchanged or cheaper build and one within the threshold', () => {
+    expect(failing(reference)).toEqual([]);
+    expect(failing(scaled(0.7))).toEqual([]);
+    expect(failing(scaled(1.049))).toEqual([]);
   });
 
-  test('judges medians, so one slow run alone does not fail the gate, two do', () => {
-    expect(failing(figures([0.31, 0.1, 0.32], [500, 600, 700]))).toEqual([]);
-    expect(failing(figures([0.31, 0.1, 0.2], [500, 600, 700]))).toEqual(['engine share of the bare-server ceiling (median)']);
-    expect(failing(figures([0.4, 0.4, 0.4], [500, 900, 950]))).toEqual(['server-side p99 at the gate load (median)']);
+  test('fails every class that costs more than the threshold above its reference, and only those', () => {
+    expect(failing(scaled(1.1))).toHaveLength(COST_CLASSES.length + 1);
+    expect(failing(scaled(1.06, 'tencent-second'))).toEqual(['instructions per request, tencent-second']);
+    expect(failing(scaled(1.06, ALL_CLASSES))).toEqual([`instructions per request, ${ALL_CLASSES}`]);
   });
 
-  test('fails on any failed request, and on a latency it could not measure', () => {
-    expect(failing(figures([0.4], [500], 3))).toEqual(['errors, timeouts and non-2xx responses']);
-    expect(failing(figures([0.4], [NaN]))).toEqual(['server-side p99 at the gate load (median)']);
+  test('fails a class that was not counted', () => {
+    expect(failing({ ...reference, ping: NaN })).toEqual(['instructions per request, ping']);
   });
 
-  test('states the measured figure and the threshold in every check', () => {
-    const [share, p99] = decideGate(figures([0.2, 0.25, 0.3], [1200, 1300, 1400]), thresholds).checks;
-    expect(share!.measured).toContain('25.0 %');
-    expect(share!.limit).toBe('>= 30.0 %');
-    expect(p99!.measured).toContain('1.30 ms');
-    expect(p99!.limit).toBe('<= 800 us');
+  test('prints both figures and the change for every class', () => {
+    const [first] = compareCost(scaled(1.1, 'tencent-known'), reference, 0.05);
+    expect(first!.measured).toBe('55,000 against 50,000 (+10.00 %)');
+    expect(first!.limit).toBe('<= +5 %');
   });
 });
 
-describe('loadGateConfig', () => {
-  test('accepts the gate config kept in the repo', () => {
+describe('checkLoad', () => {
+  const thresholds = { maxInstructionIncrease: 0.05, maxServerP999Micros: 2000 };
+  test('holds the mission budget on the median p99.9, and fails on any failed request', () => {
+    expect(checkLoad({ serverP999Micros: spread([90, 3000, 120]), failedRequests: 0 }, thresholds).every((c) => c.passed)).toBe(true);
+    expect(checkLoad({ serverP999Micros: spread([2500, 3000, 120]), failedRequests: 0 }, thresholds)[0]!.passed).toBe(false);
+    expect(checkLoad({ serverP999Micros: spread([NaN]), failedRequests: 0 }, thresholds)[0]!.passed).toBe(false);
+    expect(checkLoad({ serverP999Micros: spread([90]), failedRequests: 1 }, thresholds)[1]!.passed).toBe(false);
+  });
+
+  test('a decision passes only when every check does', () => {
+    expect(decide([...compareCost(reference, reference, 0.05)]).passed).toBe(true);
+    expect(decide([...compareCost(scaled(1.2, 'ping'), reference, 0.05)]).passed).toBe(false);
+  });
+});
+
+describe('gate files', () => {
+  test('the config and the baseline kept in the repo are valid, and the baseline covers every class', () => {
     const config = loadGateConfig(new URL('../../bench/gate.json', import.meta.url).pathname);
-    expect(config.thresholds.minEngineShareOfCeiling).toBeGreaterThan(0);
-    expect(config.run.fraction).toBeLessThanOrEqual(1);
+    expect(config.thresholds.maxInstructionIncrease).toBe(0.05);
+    const baseline = loadBaseline(new URL('../../bench/baseline.json', import.meta.url).pathname);
+    for (const name of FIGURES) expect(baseline.instructionsPerRequest[name]).toBeGreaterThan(1000);
   });
 
   test('refuses a config with a missing or out-of-range threshold, naming it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gate-config-'));
-    const path = join(dir, 'gate.json');
+    const path = join(mkdtempSync(join(tmpdir(), 'gate-config-')), 'gate.json');
     const valid = loadGateConfig(new URL('../../bench/gate.json', import.meta.url).pathname);
-    writeFileSync(path, JSON.stringify({ ...valid, thresholds: { maxServerP99Micros: 500 } }));
-    expect(() => loadGateConfig(path)).toThrow(/thresholds\.minEngineShareOfCeiling/);
-    writeFileSync(path, JSON.stringify({ ...valid, thresholds: { ...valid.thresholds, maxServerP99Micros: -1 } }));
-    expect(() => loadGateConfig(path)).toThrow(/thresholds\.maxServerP99Micros/);
+    writeFileSync(path, JSON.stringify({ ...valid, thresholds: { maxServerP999Micros: 2000 } }));
+    expect(() => loadGateConfig(path)).toThrow(/thresholds\.maxInstructionIncrease/);
+    writeFileSync(path, JSON.stringify({ ...valid, thresholds: { ...valid.thresholds, maxInstructionIncrease: 0 } }));
+    expect(() => loadGateConfig(path)).toThrow(/thresholds\.maxInstructionIncrease/);
+  });
+
+  test('an accepted baseline is read back as written, with why it was accepted', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'gate-baseline-')), 'baseline.json');
+    const accepted = { at: '2026-12-01T00:00:00.000Z', why: 'decision log on by default', onTopOf: 'abc', cpu: 'AMD EPYC', node: 'v20.20.2', valgrind: 'valgrind-3.19.0' };
+    writeBaseline(path, scaled(1.000_004), accepted);
+    const baseline = loadBaseline(path);
+    expect(baseline.accepted).toEqual(accepted);
+    expect(baseline.instructionsPerRequest).toEqual(reference);
+    writeFileSync(path, JSON.stringify({ ...baseline, instructionsPerRequest: { ...baseline.instructionsPerRequest, ping: undefined } }));
+    expect(() => loadBaseline(path)).toThrow(/instructionsPerRequest\.ping/);
+  });
+});
+
+describe('readWindow', () => {
+  // The shape callgrind_annotate --inclusive=yes prints (valgrind 3.19), cut to the lines that matter.
+  const annotated = [
+    '--------------------------------------------------------------------------------',
+    '51,783,077 (100.0%)  PROGRAM TOTALS',
+    '--------------------------------------------------------------------------------',
+    'Ir                  file:function',
+    '51,331,405 (99.13%)  /build/deps/uv/src/unix/linux.c:uv__io_poll [/usr/bin/node]',
+    '32,446,152 (62.66%)  ???:v8::internal::Compiler::CompileOptimized(v8::internal::Isolate*, v8::internal::Handle<v8::internal::JSFunction>) [/usr/bin/node]',
+    ' 1,000,000 ( 1.93%)  ???:v8::internal::Compiler::CompileOptimized(v8::internal::Isolate*, v8::internal::Handle<v8::internal::JSFunction>)\'2 [/usr/bin/node]',
+    ' 2,509,966 ( 4.85%)  ???:v8::internal::Heap::CollectGarbage(v8::internal::AllocationSpace, v8::internal::GarbageCollectionReason) [/usr/bin/node]',
+    '    47,099 ( 0.09%)  /build/deps/uv/src/timer.c:uv__run_timers [/usr/bin/node]',
+    '       270 ( 0.00%)  /build/deps/uv/src/heap-inl.h:uv__run_timers',
+  ].join('\n');
+
+  test('takes the total and each group once, recursion and inlined copies left out', () => {
+    expect(readWindow(annotated)).toEqual({ total: 51_783_077, compile: 32_446_152, gc: 2_509_966, timers: 47_099 });
+  });
+
+  test('refuses output without a total rather than counting zero', () => {
+    expect(() => readWindow('Ir  file:function\n')).toThrow(/PROGRAM TOTALS/);
   });
 });

@@ -1,0 +1,135 @@
+import { loadConfig } from '../../src/config.js';
+import { CallgrindSession } from './callgrind.js';
+import { loadDemoPopulation } from './population.js';
+import { parsePrometheusText, sumSamples } from './prometheus.js';
+import { SequentialClient } from './sequential-client.js';
+import { startServer } from './servers.js';
+import { spread } from './stats.js';
+import { DEFAULT_MIX, encodeTraffic, generateTraffic, readBookIds, type TrafficMix } from './traffic.js';
+
+/**
+ * Instructions per request, per traffic class, through the real server: the built engine (`dist/server/main.js` of
+ * a checkout) under callgrind, one serving thread, real uWebSockets.js on a loopback socket, each request sent
+ * alone. Start-up and warm-up run with instrumentation off; then each class is counted in its own window (zero,
+ * send, dump), several rounds in a row. The count does not depend on the machine's speed or on what else runs.
+ *
+ * What is held still so the count repeats: `node --predictable` (no concurrent compiler or GC threads, fixed
+ * seeds), one serving thread, a scoring deadline no counted request can reach (a fallback would do other work: the
+ * run fails if any fired), and the same requests in the same order every time.
+ */
+
+export const COST_CLASSES = ['tencent-known', 'tencent-unknown', 'tencent-second', 'native-protobuf', 'native-json', 'ping'] as const;
+export type CostClass = (typeof COST_CLASSES)[number];
+
+const CLASS_TRAFFIC: Record<CostClass, { media: 'tencent' | 'native'; json?: boolean; mix: Partial<TrafficMix> }> = {
+  'tencent-known': { media: 'tencent', mix: { unknownShare: 0, pingShare: 0, secondRequestShare: 0 } },
+  'tencent-unknown': { media: 'tencent', mix: { unknownShare: 1, pingShare: 0, secondRequestShare: 0 } },
+  'tencent-second': { media: 'tencent', mix: { pingShare: 0, secondRequestShare: 1 } },
+  'native-protobuf': { media: 'native', mix: { pingShare: 0, secondRequestShare: 0 } },
+  'native-json': { media: 'native', json: true, mix: { pingShare: 0, secondRequestShare: 0 } },
+  ping: { media: 'tencent', mix: { pingShare: 1 } },
+};
+
+export type ClassMessages = Record<CostClass, Buffer[]>;
+
+/** The requests of every class, whole HTTP messages, drawn from the demo population like the load benchmark's. */
+export function costTraffic(perClass: number, seed: number): ClassMessages {
+  const config = loadConfig({ env: {} });
+  const population = loadDemoPopulation({
+    snapshotPath: config.store.snapshot,
+    profileSchemaPath: config.store.profileSchema,
+    knownDevices: 20_000,
+    unknownDevices: 10_000,
+  });
+  const book = readBookIds(config.strategies);
+  const messages = {} as ClassMessages;
+  for (const [index, name] of COST_CLASSES.entries()) {
+    const { media, json, mix } = CLASS_TRAFFIC[name];
+    const items = generateTraffic(population, book, { ...DEFAULT_MIX, ...mix, nativeShare: media === 'native' ? 1 : 0 }, perClass, seed + index);
+    messages[name] = encodeTraffic(items, '127.0.0.1', { json }).map((r) => r.message);
+  }
+  return messages;
+}
+
+export interface CostOptions {
+  /** The checkout whose build is counted. */
+  root: string;
+  /** Passes over every class with instrumentation off before counting. */
+  warmupPasses: number;
+  /** Counted windows per class; the figure is their median. */
+  rounds: number;
+  /** Extra environment for the engine. */
+  env?: Record<string, string>;
+  log(message: string): void;
+}
+
+export interface ClassCost {
+  /** The request's own instructions (compiling, GC and timers left out), median over the rounds. */
+  instructionsPerRequest: number;
+  /** Each round's figure, in order. */
+  rounds: number[];
+}
+
+export interface CostReport {
+  classes: Record<CostClass, ClassCost>;
+  /** Every counted request of every class, garbage collection included (compiling and timers left out). */
+  allClassesWithGc: number;
+  /** Per counted request, over every window: what was left out of the class figures. */
+  leftOut: { gc: number; compile: number; timers: number };
+  requestsPerClass: number;
+  seconds: number;
+}
+
+/** No deadline: under valgrind even the config's maximum (50 ms) fires while V8 compiles. */
+const COUNTING_DEADLINE_MICROS = '0';
+
+export async function measureCost(messages: ClassMessages, options: CostOptions): Promise<CostReport> {
+  const started = performance.now();
+  const session = new CallgrindSession();
+  const server = await startServer('engine', {
+    cpus: null,
+    cpuProfileDir: null,
+    root: options.root,
+    nodeFlags: ['--predictable'],
+    wrap: (argv) => session.wrap(argv),
+    engineEnv: { ...options.env, ...CallgrindSession.ENV, RTA_APP_THREADS: '1', RTA_SCORE_DEADLINE_MICROS: COUNTING_DEADLINE_MICROS },
+  });
+  let client: SequentialClient | null = null;
+  try {
+    session.attach(server.pid);
+    options.log(`${options.root}: engine up under callgrind in ${((performance.now() - started) / 1000).toFixed(0)} s, warming up`);
+    client = await SequentialClient.connect(server.host, server.port);
+    for (let pass = 0; pass < options.warmupPasses; pass++) for (const name of COST_CLASSES) await client.send(messages[name]);
+    session.instrumentation(true);
+
+    const classes = Object.fromEntries(COST_CLASSES.map((name) => [name, { instructionsPerRequest: 0, rounds: [] as number[] }])) as Record<CostClass, ClassCost>;
+    const sum = { total: 0, compile: 0, gc: 0, timers: 0, requests: 0 };
+    for (let round = 0; round < options.rounds; round++) {
+      for (const name of COST_CLASSES) {
+        session.zero();
+        const notOk = await client.send(messages[name]);
+        const window = session.dump();
+        if (notOk > 0) throw new Error(`${name}: ${notOk} of ${messages[name].length} replies were not 200`);
+        classes[name].rounds.push((window.total - window.compile - window.gc - window.timers) / messages[name].length);
+        for (const key of ['total', 'compile', 'gc', 'timers'] as const) sum[key] += window[key];
+        sum.requests += messages[name].length;
+      }
+    }
+
+    const metrics = parsePrometheusText(await (await fetch(`${server.adminUrl}/metrics`)).text());
+    const fallbacks = sumSamples(metrics, 'rta_deadline_fallbacks_total');
+    if (fallbacks > 0) throw new Error(`${fallbacks} requests hit the scoring deadline under valgrind: the count is not of the normal path`);
+    for (const cost of Object.values(classes)) cost.instructionsPerRequest = spread(cost.rounds).median;
+    return {
+      classes,
+      allClassesWithGc: (sum.total - sum.compile - sum.timers) / sum.requests,
+      leftOut: { gc: sum.gc / sum.requests, compile: sum.compile / sum.requests, timers: sum.timers / sum.requests },
+      requestsPerClass: messages.ping.length,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    client?.close();
+    await server.stop();
+    session.close();
+  }
+}
