@@ -127,6 +127,9 @@ const encodingSink: DecisionSink = {
   deliver(context, decision) {
     sink += (tencentAdapter.encode(context, decision).body as Uint8Array).length;
   },
+  fail(_context, stage) {
+    throw new Error(`${stage} failed`);
+  },
 };
 const whole = measure('whole pipeline (decode..encode)', () => {
   for (const body of bodies) engine.handle(tencentAdapter.decode(body, ''), encodingSink, performance.now());

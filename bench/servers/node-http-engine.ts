@@ -67,6 +67,10 @@ class NodeHttpRequest implements DecisionSink {
     this.metrics.processingSeconds.observe(this.metrics.processingSeconds.slot({ media: this.adapter.name }), (performance.now() - this.receivedAt) / 1000);
     this.metrics.requests.inc({ media: context.media, outcome: decision.reason });
   }
+
+  fail(_context: BidContext, stage: string): void {
+    if (!this.closed) refuse(this.res, 500, 'internal_error', `${stage} failed and so did the fallback`, false);
+  }
 }
 
 function refuse(res: ServerResponse, status: number, reason: string, message: string, closeConnection: boolean): void {

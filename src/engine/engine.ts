@@ -43,7 +43,12 @@ export interface Scorer {
 /** Where a decision goes: the server's in-flight request, which encodes it and writes the reply. */
 export interface DecisionSink {
   deliver(context: BidContext, decision: Decision): void;
+  /** No decision could be made, not even the fallback: answer the request with a one-line error. */
+  fail(context: BidContext, stage: RequestStage): void;
 }
+
+/** Where a request is in the pipeline, for counting what threw. */
+export type RequestStage = 'lookup' | 'screen' | 'score' | 'decide';
 
 export interface EngineParts {
   config: Config['engine'];
@@ -66,6 +71,8 @@ const REASON_BY_CODE: Record<number, string> = {
   [DecisionCode.NO_USABLE_DEVICE_ID]: 'no_usable_device_id',
   [DecisionCode.DEADLINE_FALLBACK]: 'deadline_fallback',
 };
+/** The outcome of a request answered with the fallback because something threw while deciding it. */
+const ERROR_FALLBACK_REASON = 'error_fallback';
 const CODE_BY_EXCLUSION = {
   existing_borrower: DecisionCode.EXISTING_BORROWER,
   blacklisted: DecisionCode.BLACKLISTED,
@@ -104,21 +111,31 @@ export class Engine {
     this.parts = { ...this.parts, ...parts };
   }
 
-  /** Decides for one request; `receivedAt` is performance.now() when its body was complete. */
+  /**
+   * Decides for one request; `receivedAt` is performance.now() when its body was complete. Never throws: whatever
+   * throws while deciding answers this request with the fallback (see `failed`), and the thread keeps serving.
+   */
   handle(context: BidContext, sink: DecisionSink, receivedAt: number): void {
     if (context.isPing) {
       sink.deliver(context, this.reject(DecisionCode.TAKE, 'ping'));
       return;
     }
-    const parts = this.parts;
-    const request = new PendingRequest(this, parts, context, sink, receivedAt + this.deadlineMs);
-    const keys = this.usableKeys(context);
+    const request = new PendingRequest(this, this.parts, context, sink, receivedAt + this.deadlineMs);
+    try {
+      this.lookUp(request);
+    } catch (error) {
+      this.failed(request, error);
+    }
+  }
+
+  private lookUp(request: PendingRequest): void {
+    const keys = this.usableKeys(request.context);
     if (keys.length === 0) {
-      sink.deliver(context, this.reject(DecisionCode.NO_USABLE_DEVICE_ID));
+      request.sink.deliver(request.context, this.reject(DecisionCode.NO_USABLE_DEVICE_ID));
       return;
     }
     request.deviceKey = keys[0]!;
-    const store = parts.store;
+    const store = request.parts.store;
     if ('lookup' in store) {
       request.lookupKeys = keys;
       store.lookup(request);
@@ -159,6 +176,7 @@ export class Engine {
 
   private screenAndScore(request: PendingRequest): void {
     const { book, scorer } = request.parts;
+    request.stage = 'screen';
     const screen = book.screen(request, request.mask);
     if (screen.exclusion !== null) {
       request.sink.deliver(request.context, this.finish(request, { ...this.noStrategies(request), exclusion: screen.exclusion }));
@@ -169,6 +187,7 @@ export class Engine {
       return;
     }
     request.modelVersion = scorer.modelVersion;
+    request.stage = 'score';
     scorer.submit(request);
   }
 
@@ -176,6 +195,7 @@ export class Engine {
   scored(request: PendingRequest, scores: Float32Array, offset: number): void {
     request.scores = scores;
     request.scoresOffset = offset;
+    request.stage = 'decide';
     const outcome = request.parts.book.decide(request, request.mask, request.deviceKey, 0, request.context.candidateAds);
     request.sink.deliver(request.context, this.finish(request, outcome));
   }
@@ -183,23 +203,44 @@ export class Engine {
   /** Called by the request when its scores did not come back in time. */
   missedDeadline(request: PendingRequest): void {
     this.parts.metrics.deadlineFallbacks.inc({ media: request.context.media });
+    request.sink.deliver(request.context, this.fallback(request, REASON_BY_CODE[DecisionCode.DEADLINE_FALLBACK]!));
+  }
+
+  /**
+   * The error boundary of one request: counted by the stage that threw, logged once per distinct error, answered
+   * with the configured fallback; if even that throws, the sink answers with a one-line error.
+   */
+  failed(request: PendingRequest, error: unknown): void {
+    const stage = request.stage;
+    const { metrics } = this.parts;
+    metrics.requestErrors.inc({ stage });
+    metrics.errorLog.report(stage, error);
+    try {
+      request.sink.deliver(request.context, this.fallback(request, ERROR_FALLBACK_REASON));
+    } catch (fallbackError) {
+      metrics.errorLog.report(`${stage}_fallback`, fallbackError);
+      request.sink.fail(request.context, stage);
+    }
+  }
+
+  /** What a request gets without its scores: a reject (code 6) or, configured `neutral`, coefficient 1.0. */
+  private fallback(request: PendingRequest, reason: string): Decision {
     const { book } = request.parts;
     request.modelVersion = '';
+    let decision: Decision;
     if (this.parts.config.fallback === 'neutral') {
-      const decision = this.finish(request, book.neutral(request.mask, request.deviceKey, 0), false);
-      decision.reason = REASON_BY_CODE[DecisionCode.DEADLINE_FALLBACK]!;
-      decision.cacheTtlSeconds = book.cacheTtlSeconds.fallback;
-      request.sink.deliver(request.context, decision);
-      return;
+      decision = this.finish(request, book.neutral(request.mask, request.deviceKey, 0), false);
+    } else {
+      decision = this.reject(DecisionCode.DEADLINE_FALLBACK);
+      const arm = book.primaryArm(request.deviceKey, 0);
+      if (arm) {
+        decision.experimentTag = arm.tag;
+        decision.experimentTagName = arm.name;
+      }
     }
-    const decision = this.reject(DecisionCode.DEADLINE_FALLBACK);
-    const arm = book.primaryArm(request.deviceKey, 0);
-    if (arm) {
-      decision.experimentTag = arm.tag;
-      decision.experimentTagName = arm.name;
-    }
+    decision.reason = reason;
     decision.cacheTtlSeconds = book.cacheTtlSeconds.fallback;
-    request.sink.deliver(request.context, decision);
+    return decision;
   }
 
   private noStrategies(request: PendingRequest): StrategyOutcome {
@@ -276,6 +317,7 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob {
   lookupKeys: readonly Uint8Array[] = [];
   /** Versions of the models that scored this request ('' when none did). */
   modelVersion = '';
+  stage: RequestStage = 'lookup';
   readonly mask: StrategyMask;
 
   constructor(
@@ -290,19 +332,36 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob {
     this.mask = new Uint8Array(parts.book.bidStrategyCount);
   }
 
+  // Called later by the Redis store or the scoring pool, outside `handle`: each is its own error boundary.
   onProfileFound(keyIndex: number, records: Uint8Array, offset: number): void {
-    this.engine.profileFound(this, this.lookupKeys[keyIndex]!, records, offset);
+    try {
+      this.engine.profileFound(this, this.lookupKeys[keyIndex]!, records, offset);
+    } catch (error) {
+      this.engine.failed(this, error);
+    }
   }
 
   onProfileMissing(): void {
-    this.engine.profileMissing(this);
+    try {
+      this.engine.profileMissing(this);
+    } catch (error) {
+      this.engine.failed(this, error);
+    }
   }
 
   onScored(scores: Float32Array, offset: number): void {
-    this.engine.scored(this, scores, offset);
+    try {
+      this.engine.scored(this, scores, offset);
+    } catch (error) {
+      this.engine.failed(this, error);
+    }
   }
 
   onDeadline(): void {
-    this.engine.missedDeadline(this);
+    try {
+      this.engine.missedDeadline(this);
+    } catch (error) {
+      this.engine.failed(this, error);
+    }
   }
 }

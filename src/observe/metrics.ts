@@ -1,5 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { ErrorLog } from './error-log.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /**
@@ -63,6 +64,13 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       labelNames: ['media'] as const,
       registers: [registry],
     }),
+    requestErrors: new Counter({
+      name: 'rta_request_errors_total',
+      help: 'Exceptions thrown while deciding or answering a request, by pipeline stage; the request got the fallback (or a 500).',
+      labelNames: ['stage'] as const,
+      registers: [registry],
+    }),
+    errorLog: new ErrorLog(),
     abortedRequests: new Counter({
       name: 'rta_aborted_requests_total',
       help: 'Requests whose client went away before the reply; nothing was written to them.',
@@ -134,6 +142,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
   };
   // Known reasons start at 0, so a dashboard shows "none yet" rather than "no data".
   for (const reason of INPUT_REFUSAL_REASONS) metrics.rejectedInputs.labels(reason).inc(0);
+  for (const stage of ['lookup', 'screen', 'score', 'decide', 'encode', 'route']) metrics.requestErrors.labels(stage).inc(0);
   for (const result of ['known', 'unknown']) metrics.deviceLookups.slot({ result });
   return metrics;
 }

@@ -187,10 +187,16 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
   let decided = 0;
   let pending = 0;
   let allDone: () => void = () => {};
+  let failed = 0;
   const sink: DecisionSink = {
     deliver(context: BidContext, decision: Decision) {
       MEDIA_ROUTES.get(routeOf(context.media))!.encode(context, decision);
+      if (decision.reason === 'error_fallback') failed++;
       decided++;
+      if (--pending === 0) allDone();
+    },
+    fail() {
+      failed++;
       if (--pending === 0) allDone();
     },
   };
@@ -222,6 +228,8 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
       });
     }
   }
+  // Parts that throw on the warm-up's ordinary requests would throw on live traffic: refuse them now.
+  if (failed > 0) throw new Error(`${failed} of ${decided + failed} warm-up requests failed; the first error is logged as request_error`);
   metrics.deviceLookups.reset();
   metrics.deadlineFallbacks.reset();
   for (const media of MEDIA_CLIENTS.keys()) metrics.deadlineFallbacks.labels(media).inc(0);

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import type { DecisionSink, Engine } from '../engine/engine.js';
+import type { DecisionSink, Engine, RequestStage } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
 import type { BidContext, Decision, EncodedReply, MediaAdapter } from '../engine/types.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -41,7 +41,14 @@ export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteL
     }
     const request = new MediaRequest(shared, res, req.getHeader('content-type'));
     res.onAborted(() => request.abort());
-    res.onData((chunk, isLast) => request.onChunk(chunk, isLast));
+    // An exception escaping a uWebSockets.js callback ends the process: this is the route's last boundary.
+    res.onData((chunk, isLast) => {
+      try {
+        request.onChunk(chunk, isLast);
+      } catch (error) {
+        request.crashed('route', error);
+      }
+    });
   };
 }
 
@@ -127,7 +134,13 @@ class MediaRequest implements DecisionSink {
       return;
     }
     decision.processingTimeUs = Math.round((performance.now() - this.receivedAt) * 1000);
-    const reply = adapter.encode(context, decision);
+    let reply: EncodedReply;
+    try {
+      reply = adapter.encode(context, decision);
+    } catch (error) {
+      this.crashed('encode', error);
+      return;
+    }
     if (this.inCallback) {
       writeReply(this.res, reply);
     } else {
@@ -139,6 +152,19 @@ class MediaRequest implements DecisionSink {
     metrics.processingSeconds.observe(processing, (performance.now() - this.receivedAt) / 1000);
     metrics.requests.add(this.shared.outcomeSlot(decision.reason));
     this.settle();
+  }
+
+  fail(_context: BidContext, stage: RequestStage): void {
+    if (this.done) return;
+    this.refuse('500 Internal Server Error', 'internal_error', `${stage} failed and so did the fallback`, false);
+  }
+
+  /** Something outside the engine's own boundary threw: counted, logged once, answered with a one-line 500. */
+  crashed(stage: 'encode' | 'route', error: unknown): void {
+    const { metrics } = this.shared;
+    metrics.requestErrors.inc({ stage });
+    metrics.errorLog.report(stage, error);
+    if (!this.done) this.refuse('500 Internal Server Error', 'internal_error', `${stage} failed`, false);
   }
 
   private refuse(status: string, reason: string, message: string, closeConnection: boolean): void {

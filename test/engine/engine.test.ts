@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
-import { Engine, type DecisionSink, type Scorer } from '../../src/engine/engine.js';
+import { Engine, type AsyncDeviceStore, type DecisionSink, type DeviceLookupJob, type Scorer } from '../../src/engine/engine.js';
 import { DeviceIdKind, Os, type BidContext, type CandidateAd, type Decision } from '../../src/engine/types.js';
 import { createMetrics, type Metrics } from '../../src/observe/metrics.js';
 import { InlineScorer } from '../../src/scoring/inline-scorer.js';
@@ -113,9 +113,13 @@ class MissingDeadlineScorer implements Scorer {
 class RecordingSink implements DecisionSink {
   readonly decisions: Decision[] = [];
   readonly contexts: BidContext[] = [];
+  readonly failures: string[] = [];
   deliver(context: BidContext, decision: Decision): void {
     this.contexts.push(context);
     this.decisions.push(decision);
+  }
+  fail(_context: BidContext, stage: string): void {
+    this.failures.push(stage);
   }
 }
 
@@ -385,5 +389,84 @@ describe('Engine', () => {
     // Exclusions before scoring still apply: the deadline never comes into it.
     expect(decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]])).code).toBe(2);
     expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(2);
+  });
+});
+
+// --- the error boundary ------------------------------------------------------------------------------------
+
+/** Fault injection: a model whose evaluation throws. */
+class ThrowingScorer implements Scorer {
+  readonly modelNames = inline.modelNames;
+  readonly modelVersion = inline.modelVersion;
+  submit(): void {
+    throw new RangeError('tree 17 reads feature 99 of 12');
+  }
+}
+
+/** Fault injection: a strategy condition or a value formula that throws, before or after scoring. */
+class ThrowingBook extends StrategyBook {
+  constructor(private readonly throwsIn: 'screen' | 'decide' | 'decide and neutral') {
+    super(parseStrategyFile({ ...demoFile, cacheTtlSeconds: { ...demoFile.cacheTtlSeconds, fallback: FALLBACK_TTL } }, 'demo'), profile, inline.modelNames);
+  }
+  override screen(...args: Parameters<StrategyBook['screen']>): ReturnType<StrategyBook['screen']> {
+    if (this.throwsIn === 'screen') throw new TypeError("Cannot read properties of undefined (reading 'when')");
+    return super.screen(...args);
+  }
+  override decide(): never {
+    throw new Error('condition on a missing field');
+  }
+  override neutral(...args: Parameters<StrategyBook['neutral']>): ReturnType<StrategyBook['neutral']> {
+    if (this.throwsIn === 'decide and neutral') throw new Error('neutral fallback broken too');
+    return super.neutral(...args);
+  }
+}
+
+/** The embedded store answering a turn later, as Redis does: the callbacks run outside `handle`. */
+class LaterStore implements AsyncDeviceStore {
+  lookup(job: DeviceLookupJob): void {
+    queueMicrotask(() => {
+      const offset = store.find(job.lookupKeys[0]!, 0);
+      if (offset >= 0) job.onProfileFound(0, store.records, offset);
+      else job.onProfileMissing();
+    });
+  }
+}
+
+describe('the error boundary: whatever throws answers that request with the fallback, counted by stage', () => {
+  test.each([
+    ['score', { scorer: new ThrowingScorer(), book: fallbackBook }],
+    ['screen', { book: new ThrowingBook('screen') }],
+    ['decide', { book: new ThrowingBook('decide') }],
+  ] as const)('a throw in %s: code 6 with the fallback cache time and the experiment tag, the thread goes on', async (stage, parts) => {
+    const engine = engineWith(parts);
+    const decision = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    expect(decision).toMatchObject({ code: 6, reason: 'error_fallback', cacheTtlSeconds: FALLBACK_TTL, strategies: [], experimentTag: demoArm(PRIME.oaid).tag, modelVersion: '' });
+    expect(await counterValue(metrics.requestErrors, { stage })).toBe(1);
+    // Exclusions decided before the faulty stage are still answered normally.
+    if (stage !== 'screen') expect(decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]])).code).toBe(2);
+    expect(decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]])).reason).toBe('error_fallback');
+    expect(await counterValue(metrics.requestErrors, { stage })).toBe(2);
+  });
+
+  test('the neutral fallback answers a throw with coefficient 1; if the fallback throws too, the sink is told to fail', async () => {
+    const neutral = decide(engineWith({ book: new ThrowingBook('decide'), config: { fallback: 'neutral' } }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    expect(neutral).toMatchObject({ code: 0, reason: 'error_fallback', cacheTtlSeconds: FALLBACK_TTL });
+    expect(neutral.strategies.map((s) => s.coefficient)).toEqual([1]);
+
+    const sink = new RecordingSink();
+    engineWith({ book: new ThrowingBook('decide and neutral'), config: { fallback: 'neutral' } }).handle(bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), sink, performance.now());
+    expect(sink.decisions).toEqual([]);
+    expect(sink.failures).toEqual(['decide']);
+    expect(await counterValue(metrics.requestErrors, { stage: 'decide' })).toBe(2);
+  });
+
+  test('a throw in a callback from a store that answers later is caught there, not left to the event loop', async () => {
+    const engine = new Engine({ config: defaultEngineConfig, book: new ThrowingBook('decide'), store: new LaterStore(), scorer: inline, profile, metrics });
+    const sink = new RecordingSink();
+    engine.handle(bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), sink, performance.now());
+    expect(sink.decisions).toEqual([]);
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
+    expect(sink.decisions.map((d) => d.reason)).toEqual(['error_fallback']);
+    expect(await counterValue(metrics.requestErrors, { stage: 'decide' })).toBe(1);
   });
 });

@@ -80,6 +80,18 @@ describe('native JSON requests', () => {
   const decodeJson = (text: string, contentType = 'application/json') =>
     nativeAdapter.decode(new TextEncoder().encode(text), contentType);
 
+  test('JSON nested deeper than any request is refused as invalid_json, not recursed into until the stack breaks', () => {
+    // 13,000 levels were once answered "undecodable: Maximum call stack size exceeded".
+    const arrays = `{"candidateAds":${'['.repeat(13_000)}${']'.repeat(13_000)}}`;
+    const objects = `{"requestId":"a","x":${'{"a":'.repeat(20)}1${'}'.repeat(20)}}`;
+    for (const text of [arrays, objects]) {
+      const error = inputErrorOf(() => decodeJson(text));
+      expect([error.reason, error.message]).toEqual(['invalid_json', 'request body nests deeper than 16 levels']);
+    }
+    // The deepest real request (request, candidateAds, ad, creatives, creative) still decodes.
+    expect(decodeJson('{"candidateAds":[{"creatives":[{"creativeId":"12","templateId":3}]}]}').candidateAds).toHaveLength(1);
+  });
+
   test('the Content-Type decides the format, case-insensitively, with or without parameters', () => {
     const text = '{"requestId":"j","os":"OS_ANDROID","deviceIds":[{"type":1,"md5":"3fe359c786cf678c65a0ad10421d0350"}]}';
     expect(decodeJson(text, 'Application/JSON; charset=utf-8')).toMatchObject({ requestId: 'j', os: 2, wantsJson: true });

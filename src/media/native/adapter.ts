@@ -165,7 +165,7 @@ function parseJsonRequest(body: Uint8Array): NativeRequestMessage {
   } catch (error) {
     throw new InputError('invalid_json', `request body is not JSON: ${(error as Error).message}`);
   }
-  const parsed = NativeRequestJson.safeParse(camelCaseKeys(json));
+  const parsed = NativeRequestJson.safeParse(camelCaseKeys(json, 0));
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new InputError('invalid_request', `${jsonPath(issue.path)}: ${issue.message}`);
@@ -173,12 +173,19 @@ function parseJsonRequest(body: Uint8Array): NativeRequestMessage {
   return fromJson(parsed.data);
 }
 
+/**
+ * A request nests five levels at most (request, candidate_ads, ad, creatives, creative); deeper JSON is refused
+ * here rather than recursed into until the stack runs out.
+ */
+const MAX_JSON_DEPTH = 16;
+
 /** The proto3 JSON mapping lets a parser take the proto field names (snake_case) as well as lowerCamelCase. */
-function camelCaseKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(camelCaseKeys);
+function camelCaseKeys(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value;
+  if (depth >= MAX_JSON_DEPTH) throw new InputError('invalid_json', `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (Array.isArray(value)) return value.map((inner) => camelCaseKeys(inner, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [key, inner] of Object.entries(value)) out[key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())] = camelCaseKeys(inner);
+  for (const [key, inner] of Object.entries(value)) out[key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())] = camelCaseKeys(inner, depth + 1);
   return out;
 }
 
