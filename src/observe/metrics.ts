@@ -71,6 +71,12 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       registers: [registry],
     }),
     errorLog: new ErrorLog(),
+    closedConnections: new Counter({
+      name: 'rta_closed_connections_total',
+      help: 'Connections the server closed on a misbehaving peer, by reason (unread_replies: it stopped reading its replies).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     abortedRequests: new Counter({
       name: 'rta_aborted_requests_total',
       help: 'Requests whose client went away before the reply; nothing was written to them.',
@@ -143,6 +149,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
   // Known reasons start at 0, so a dashboard shows "none yet" rather than "no data".
   for (const reason of INPUT_REFUSAL_REASONS) metrics.rejectedInputs.labels(reason).inc(0);
   for (const stage of ['lookup', 'screen', 'score', 'decide', 'encode', 'route']) metrics.requestErrors.labels(stage).inc(0);
+  metrics.closedConnections.labels('unread_replies').inc(0);
   for (const result of ['known', 'unknown']) metrics.deviceLookups.slot({ result });
   return metrics;
 }

@@ -71,6 +71,8 @@ class MediaRequest implements DecisionSink {
   private receivedAt = 0;
   /** True while the route's own callback runs: uWS has the socket corked then, so a reply can be written at once. */
   private inCallback = false;
+  /** A reply the socket would not take whole: the rest goes out when it drains (see `write`). */
+  private unsent: Uint8Array | null = null;
 
   constructor(
     private readonly shared: RouteShared,
@@ -82,6 +84,13 @@ class MediaRequest implements DecisionSink {
 
   abort(): void {
     this.aborted = true;
+    if (this.unsent !== null) {
+      // Closed with our reply still unsent: the peer stopped reading (uWS closes a connection that sends another
+      // request while a reply is pending), or went away.
+      this.shared.metrics.closedConnections.inc({ reason: 'unread_replies' });
+      this.finishWrite();
+      return;
+    }
     this.shared.metrics.abortedRequests.inc();
     this.settle();
   }
@@ -142,10 +151,10 @@ class MediaRequest implements DecisionSink {
       return;
     }
     if (this.inCallback) {
-      writeReply(this.res, reply);
+      this.write(reply);
     } else {
       // A reply from a later turn (scoring pool, Redis) is corked by hand; the callback is shared, not per request.
-      corking.res = this.res;
+      corking.request = this;
       corking.reply = reply;
       this.res.cork(writeCorkedReply);
     }
@@ -173,23 +182,44 @@ class MediaRequest implements DecisionSink {
     this.settle();
   }
 
+  /**
+   * Backpressure: a reply goes out only as fast as the peer reads. `end` would queue whatever the socket does not
+   * take in memory, without limit for a peer that keeps sending and never reads; `tryEnd` writes what fits and
+   * the rest waits for the socket to drain. While it waits, uWS reads no further request from that connection
+   * (it closes one that pipelines another), so a connection holds at most one unsent reply.
+   */
+  write(reply: EncodedReply): void {
+    const body = typeof reply.body === 'string' ? UTF8.encode(reply.body) : reply.body;
+    const [, done] = this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).tryEnd(body, body.length);
+    if (done) return;
+    this.unsent = body;
+    this.res.onWritable((offset) => {
+      const [ok, finished] = this.res.tryEnd(body.subarray(offset), body.length);
+      if (finished) this.finishWrite();
+      return ok;
+    });
+  }
+
+  private finishWrite(): void {
+    this.unsent = null;
+    inFlight.count--;
+  }
+
   private settle(): void {
     if (this.done) return;
     this.done = true;
     this.body = null;
-    inFlight.count--;
+    if (this.unsent === null) inFlight.count--;
   }
 }
 
-function writeReply(res: HttpResponse, reply: EncodedReply): void {
-  res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).end(reply.body);
-}
+const UTF8 = new TextEncoder();
 
 /** cork() runs its callback at once, so one module-level slot carries the reply into it. */
-const corking: { res: HttpResponse | null; reply: EncodedReply | null } = { res: null, reply: null };
+const corking: { request: MediaRequest | null; reply: EncodedReply | null } = { request: null, reply: null };
 function writeCorkedReply(): void {
-  writeReply(corking.res!, corking.reply!);
-  corking.res = null;
+  corking.request!.write(corking.reply!);
+  corking.request = null;
   corking.reply = null;
 }
 
@@ -207,7 +237,16 @@ export function refuse(
   res.cork(() => {
     res.writeStatus(status).writeHeader('Content-Type', 'text/plain');
     if (allow) res.writeHeader('Allow', allow);
-    res.end(`${reason}: ${oneLine(message)}\n`, closeConnection);
+    const text = `${reason}: ${oneLine(message)}\n`;
+    if (closeConnection) {
+      res.end(text, true);
+      return;
+    }
+    // A peer that sends bad requests without reading the refusals would otherwise queue them without limit.
+    if (!res.tryEnd(text, Buffer.byteLength(text))[1]) {
+      metrics.closedConnections.inc({ reason: 'unread_replies' });
+      res.close();
+    }
   });
 }
 

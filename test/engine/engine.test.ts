@@ -461,7 +461,8 @@ describe('the error boundary: whatever throws answers that request with the fall
   });
 
   test('a throw in a callback from a store that answers later is caught there, not left to the event loop', async () => {
-    const engine = new Engine({ config: defaultEngineConfig, book: new ThrowingBook('decide'), store: new LaterStore(), scorer: inline, profile, metrics });
+    // No deadline: this is about where the throw is caught, not how fast the scores come.
+    const engine = new Engine({ config: { ...defaultEngineConfig, scoreDeadlineMicros: 0 }, book: new ThrowingBook('decide'), store: new LaterStore(), scorer: inline, profile, metrics });
     const sink = new RecordingSink();
     engine.handle(bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), sink, performance.now());
     expect(sink.decisions).toEqual([]);

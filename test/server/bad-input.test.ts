@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startEngine, type EngineProcess } from '../support/engine-process.js';
 import { chunkedBody, RawConnection, rawPost, type RawReply } from '../support/raw-http.js';
@@ -172,6 +174,40 @@ describe('clients that go away', () => {
     await new Promise((r) => setTimeout(r, 30));
     quitter.destroy();
     expect(await waitForMetric(engine, 'rta_aborted_requests_total', {}, before + 1)).toBe(before + 1);
+
+    const next = await RawConnection.open(engine.mediaUrl);
+    await expectServes(next);
+    next.destroy();
+  });
+});
+
+describe('a peer that stops reading', () => {
+  const rssBytes = (pid: number) => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
+  test('is closed once its unread replies fill the socket, counted, and costs the engine no memory to speak of', async () => {
+    // Long request ids, echoed in every reply: once 30 KB ids grew a node by 3.4 GiB in 45 s.
+    const request = rawPost(tencent.path, tencent.encodeRequest(requestFor(prime, { requestId: 'r'.repeat(1500) })).body);
+    const burst = Buffer.concat(Array.from({ length: 100 }, () => request));
+    const pid = engine.child.pid!;
+    const rssBefore = rssBytes(pid);
+    const closedBefore = metricSum(await scrape(engine), 'rta_closed_connections_total', { reason: 'unread_replies' });
+
+    const socket = connect(Number(new URL(engine.mediaUrl).port), '127.0.0.1');
+    socket.pause();
+    let closed = false;
+    socket.on('error', () => (closed = true));
+    socket.on('close', () => (closed = true));
+    // Bounded: 300,000 requests (about 500 MB of replies) without a close is a failure, not a hang.
+    let sent = 0;
+    while (!closed && sent < 300_000) {
+      await new Promise<void>((resolve) => socket.write(burst, () => resolve()));
+      sent += 100;
+    }
+    socket.destroy();
+    expect(closed).toBe(true);
+    expect(await waitForMetric(engine, 'rta_closed_connections_total', { reason: 'unread_replies' }, closedBefore + 1)).toBe(closedBefore + 1);
+    // Kernel socket buffers hold the unread replies, not the engine's heap.
+    expect(rssBytes(pid) - rssBefore).toBeLessThan(64 * 2 ** 20);
 
     const next = await RawConnection.open(engine.mediaUrl);
     await expectServes(next);
