@@ -23,9 +23,15 @@ export function listen(app: TemplatedApp, host: string, port: number, name: stri
   });
 }
 
-/** Resolves once no request is between its first byte and its reply, or when the drain time is up. */
-export async function drain(inFlight: { count: number }, timeoutMs: number): Promise<number> {
+/**
+ * A drain that loses nothing: with the listening socket already closed, every reply from now on closes its
+ * connection, so a peer with requests still in the socket gets each answered and then reconnects elsewhere.
+ * Resolves once nothing is in flight and no request has started for `quietMs` (requests already sent on open
+ * connections are read within that), or when the drain time is up; returns the requests left unfinished.
+ */
+export async function drain(inFlight: { count: number; draining: boolean; lastStartedAt: number }, timeoutMs: number, quietMs = 100): Promise<number> {
+  inFlight.draining = true;
   const giveUpAt = Date.now() + timeoutMs;
-  while (inFlight.count > 0 && Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 5));
+  while (Date.now() < giveUpAt && (inFlight.count > 0 || performance.now() - inFlight.lastStartedAt < quietMs)) await new Promise((r) => setTimeout(r, 5));
   return inFlight.count;
 }

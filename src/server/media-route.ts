@@ -14,8 +14,11 @@ export interface RouteLimits {
   maxBodyBytes: number;
 }
 
-/** Requests between their first byte and their reply; SIGTERM waits for this to reach zero. */
-export const inFlight = { count: 0 };
+/**
+ * Requests between their first byte and their reply, and the drain: once `draining`, every reply closes its
+ * connection, and SIGTERM waits until nothing is in flight and no request has started for a while (see `drain`).
+ */
+export const inFlight = { count: 0, draining: false, lastStartedAt: 0 };
 
 export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics) {
   const processing = metrics.processingSeconds.slot({ media: adapter.name });
@@ -120,7 +123,7 @@ class MediaRequest implements DecisionSink {
   }
 
   private decide(bytes: Uint8Array): void {
-    this.receivedAt = performance.now();
+    this.receivedAt = inFlight.lastStartedAt = performance.now();
     const { adapter, engine } = this.shared;
     let context: BidContext;
     try {
@@ -190,7 +193,13 @@ class MediaRequest implements DecisionSink {
    */
   write(reply: EncodedReply): void {
     const body = typeof reply.body === 'string' ? UTF8.encode(reply.body) : reply.body;
-    const [, done] = this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType).tryEnd(body, body.length);
+    this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType);
+    if (inFlight.draining) {
+      // The peer learns from the close to take its next request elsewhere; the reply is its last on this connection.
+      this.res.end(body, true);
+      return;
+    }
+    const [, done] = this.res.tryEnd(body, body.length);
     if (done) return;
     this.unsent = body;
     this.res.onWritable((offset) => {
@@ -238,7 +247,7 @@ export function refuse(
     res.writeStatus(status).writeHeader('Content-Type', 'text/plain');
     if (allow) res.writeHeader('Allow', allow);
     const text = `${reason}: ${oneLine(message)}\n`;
-    if (closeConnection) {
+    if (closeConnection || inFlight.draining) {
       res.end(text, true);
       return;
     }
