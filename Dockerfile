@@ -20,10 +20,11 @@ COPY --from=build --chown=node:node /app/dist ./dist
 COPY --from=build --chown=node:node /app/proto ./proto
 COPY --from=build --chown=node:node /app/data ./data
 USER node
-# Media traffic on 8080; admin (metrics, readiness) on 8081, which must listen beyond loopback inside a container.
+# Media traffic on 8080; admin (metrics, readiness) on 8081, which must listen beyond loopback inside a container,
+# so the engine requires RTA_ADMIN_TOKEN (docker run -e RTA_ADMIN_TOKEN=...) and every admin route asks for it.
 ENV PORT=8080 ADMIN_PORT=8081 ADMIN_HOST=0.0.0.0
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=2s --start-period=30s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:8081/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+  CMD node -e "fetch('http://127.0.0.1:8081/readyz',{headers:{authorization:'Bearer '+process.env.RTA_ADMIN_TOKEN}}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 STOPSIGNAL SIGTERM
 CMD ["node", "dist/server/main.js"]

@@ -23,6 +23,12 @@ export const configSchema = z
         port: port.default(8080),
         adminHost: z.string().default('127.0.0.1'),
         adminPort: port.default(8081),
+        /**
+         * Bearer token every admin route requires (`Authorization: Bearer <token>`) when the admin port is bound off
+         * loopback, or always with `adminAuth: "always"`. A secret: give it by environment (RTA_ADMIN_TOKEN).
+         */
+        adminToken: z.string().min(16, 'an admin token needs at least 16 characters').optional(),
+        adminAuth: z.enum(['off-loopback', 'always']).default('off-loopback'),
         /** Larger bodies get 413 and the connection is closed. */
         maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
         /**
@@ -37,7 +43,11 @@ export const configSchema = z
         drainTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       })
       .strict()
-      .prefault({}),
+      .prefault({})
+      .refine((server) => server.adminToken !== undefined || !adminNeedsToken(server), {
+        message: 'required when the admin port is bound off loopback or adminAuth is "always" (set RTA_ADMIN_TOKEN)',
+        path: ['adminToken'],
+      }),
     engine: z
       .object({
         /**
@@ -85,12 +95,20 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 
+/** Whether the admin port asks for the bearer token: always, or whenever it listens beyond loopback. */
+export function adminNeedsToken(server: { adminHost: string; adminAuth: 'off-loopback' | 'always' }): boolean {
+  const loopback = server.adminHost === 'localhost' || server.adminHost === '::1' || /^127\.\d+\.\d+\.\d+$/.test(server.adminHost);
+  return server.adminAuth === 'always' || !loopback;
+}
+
 /** Environment variables that override one config path each. */
 const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'string' }> = {
   HOST: { path: ['server', 'host'], kind: 'string' },
   PORT: { path: ['server', 'port'], kind: 'int' },
   ADMIN_HOST: { path: ['server', 'adminHost'], kind: 'string' },
   ADMIN_PORT: { path: ['server', 'adminPort'], kind: 'int' },
+  RTA_ADMIN_TOKEN: { path: ['server', 'adminToken'], kind: 'string' },
+  RTA_ADMIN_AUTH: { path: ['server', 'adminAuth'], kind: 'string' },
   RTA_SERVER_MODE: { path: ['server', 'mode'], kind: 'string' },
   RTA_APP_THREADS: { path: ['server', 'appThreads'], kind: 'int' },
   RTA_MAX_BODY_BYTES: { path: ['server', 'maxBodyBytes'], kind: 'int' },

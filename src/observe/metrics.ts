@@ -161,6 +161,7 @@ const INPUT_REFUSAL_REASONS = [
   'malformed_protobuf',
   'id_out_of_range',
   'invalid_json',
+  'unauthorized',
   'invalid_request',
 ];
 

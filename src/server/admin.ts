@@ -1,4 +1,5 @@
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Metrics } from '../observe/metrics.js';
 import { refuse } from './media-route.js';
 import { RELOAD_TARGETS, type ReloadTarget } from './reload.js';
@@ -12,16 +13,25 @@ import type { Uws } from './uws.js';
 export interface AdminHooks {
   /** Counts the admin port's own refusals. */
   metrics: Metrics;
+  /** The bearer token every route requires, or null when the port is open (loopback only). */
+  token: string | null;
   /** Prometheus text for every thread. */
   exposition(): Promise<string>;
   isReady(): boolean;
   reload(target: ReloadTarget): Promise<Record<string, unknown>>;
 }
 
-export function createAdminApp(uws: Uws, { metrics, exposition, isReady, reload }: AdminHooks): TemplatedApp {
+export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload }: AdminHooks): TemplatedApp {
+  const authorized = bearerCheck(token);
+  const guarded =
+    (handler: (res: HttpResponse, req: HttpRequest) => void) =>
+    (res: HttpResponse, req: HttpRequest): void => {
+      if (authorized(req.getHeader('authorization'))) handler(res, req);
+      else refuse(res, metrics, '401 Unauthorized', 'unauthorized', 'this admin route needs Authorization: Bearer <server.adminToken>', false);
+    };
   return uws
     .App()
-    .post('/reload/:target', (res, req) => {
+    .post('/reload/:target', guarded((res, req) => {
       const target = req.getParameter(0) as ReloadTarget;
       if (!RELOAD_TARGETS.includes(target)) {
         refuse(res, metrics, '404 Not Found', 'not_found', `no reload target "${target}" (one of ${RELOAD_TARGETS.join(', ')})`, false);
@@ -35,21 +45,31 @@ export function createAdminApp(uws: Uws, { metrics, exposition, isReady, reload 
         (summary) => !aborted && reply(res, '200 OK', 'application/json', JSON.stringify({ reloaded: target, ...summary }) + '\n'),
         (err: Error) => !aborted && reply(res, '422 Unprocessable Entity', 'text/plain', `reload_refused: ${err.message.replace(/\s+/g, ' ')}\n`),
       );
-    })
-    .get('/metrics', (res) => {
+    }))
+    .get('/metrics', guarded((res) => {
       let aborted = false;
       res.onAborted(() => (aborted = true));
       exposition().then(
         (text) => !aborted && reply(res, '200 OK', metrics.registry.contentType, text),
         (err: Error) => !aborted && reply(res, '500 Internal Server Error', 'text/plain', `metrics_failed: ${err.message}\n`),
       );
-    })
-    .get('/readyz', (res) => {
+    }))
+    .get('/readyz', guarded((res) => {
       if (isReady()) reply(res, '200 OK', 'text/plain', 'ready\n');
       else reply(res, '503 Service Unavailable', 'text/plain', 'not_ready: models, strategies or device store still loading\n');
-    })
-    .get('/healthz', (res) => reply(res, '200 OK', 'text/plain', 'ok\n'))
-    .any('/*', (res, req) => refuse(res, metrics, '404 Not Found', 'not_found', `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}`, false));
+    }))
+    .get('/healthz', guarded((res) => reply(res, '200 OK', 'text/plain', 'ok\n')))
+    .any('/*', guarded((res, req) => refuse(res, metrics, '404 Not Found', 'not_found', `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}`, false)));
+}
+
+/**
+ * Compares digests, not the strings: timingSafeEqual needs equal lengths, and a digest of either side has them,
+ * so neither the token's content nor its length leaks through the time a refusal takes.
+ */
+function bearerCheck(token: string | null): (header: string) => boolean {
+  if (token === null) return () => true;
+  const expected = createHash('sha256').update(`Bearer ${token}`).digest();
+  return (header) => timingSafeEqual(createHash('sha256').update(header).digest(), expected);
 }
 
 function reply(res: HttpResponse, status: string, contentType: string, body: string): void {

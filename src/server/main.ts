@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry } from 'prom-client';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import { adminNeedsToken, ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { watch } from 'node:fs';
@@ -49,7 +49,13 @@ async function main(): Promise<void> {
   let ready = true;
   server.metrics.ready.set(1);
   const reload = serialise((target: ReloadTarget) => server.reload(target));
-  const admin = createAdminApp(uws, { metrics: server.metrics, exposition: () => server.exposition(), isReady: () => ready, reload });
+  const admin = createAdminApp(uws, {
+    metrics: server.metrics,
+    token: adminNeedsToken(config.server) ? config.server.adminToken! : null,
+    exposition: () => server.exposition(),
+    isReady: () => ready,
+    reload,
+  });
   if (config.scoring.watchManifest) watchManifest(config.scoring.manifest, () => reload('models'));
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
   setInterval(() => server.refreshGauges(), 1000).unref();

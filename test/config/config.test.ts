@@ -135,6 +135,15 @@ describe('loadConfig', () => {
     expect(configError({ env: { RTA_SCORE_DEADLINE_MICROS: '50001' } })).toMatch(/^config \(environment\) is invalid:\n {2}engine\.scoreDeadlineMicros: Too big.*50000/);
   });
 
+  test('an admin token is required off loopback or with adminAuth "always", and must be long enough', () => {
+    expect(loadConfig({ env: {} }).server).toMatchObject({ adminHost: '127.0.0.1', adminAuth: 'off-loopback' });
+    expect(loadConfig({ env: { ADMIN_HOST: '127.0.0.2' } }).server.adminToken).toBeUndefined();
+    expect(configError({ env: { ADMIN_HOST: '0.0.0.0' } })).toMatch(/server\.adminToken: required when the admin port is bound off loopback/);
+    expect(configError({ env: { RTA_ADMIN_AUTH: 'always' } })).toMatch(/server\.adminToken: required/);
+    expect(configError({ env: { ADMIN_HOST: '0.0.0.0', RTA_ADMIN_TOKEN: 'short' } })).toMatch(/server\.adminToken: an admin token needs at least 16 characters/);
+    expect(loadConfig({ env: { ADMIN_HOST: '0.0.0.0', RTA_ADMIN_TOKEN: 'x'.repeat(16) } }).server.adminToken).toBe('x'.repeat(16));
+  });
+
   test('an invalid enum, from the environment or the file', () => {
     expect(configError({ env: { RTA_SERVER_MODE: 'fast' } })).toMatch(/^config \(environment\) is invalid:\n {2}server\.mode: .*"app-per-thread"\|"scoring-pool"/);
     const file = configFile({ engine: { deviceIdOrder: ['oaid_md5', 'raw_imei'] } });

@@ -77,6 +77,37 @@ describe('probes and metrics', () => {
   });
 });
 
+describe('admin authentication', () => {
+  const token = 'a-long-admin-token-for-tests-0123456789';
+
+  test('with adminAuth "always", every admin route needs the bearer token, refused ones are counted, and the token is never logged', async () => {
+    const guarded = await startEngine({ RTA_ADMIN_AUTH: 'always', RTA_ADMIN_TOKEN: token });
+    try {
+      const bearer = { Authorization: `Bearer ${token}` };
+      for (const [method, path] of [['GET', '/metrics'], ['GET', '/readyz'], ['GET', '/healthz'], ['POST', '/reload/strategies'], ['GET', '/nope']]) {
+        for (const headers of [{}, { Authorization: `Bearer ${token}x` }, { Authorization: token }, { Authorization: `Bearer ${token.slice(0, -1)}` }]) {
+          const refused = await fetch(`${guarded.adminUrl}${path}`, { method, headers });
+          expect(refused.status, `${method} ${path} ${JSON.stringify(headers)}`).toBe(401);
+          expect(await refused.text()).toMatch(/^unauthorized: /);
+        }
+      }
+      expect((await fetch(`${guarded.adminUrl}/readyz`, { headers: bearer })).status).toBe(200);
+      expect((await fetch(`${guarded.adminUrl}/nope`, { headers: bearer })).status).toBe(404);
+      const metrics = await (await fetch(`${guarded.adminUrl}/metrics`, { headers: bearer })).text();
+      expect(metricSum(metrics, 'rta_rejected_inputs_total', { reason: 'unauthorized' })).toBe(20);
+      expect(guarded.output()).not.toContain(token);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
+  test('an admin port bound off loopback without a token refuses to start, naming the setting', async () => {
+    const { code, output } = await runEngineExpectingFailure({ ADMIN_HOST: '0.0.0.0' });
+    expect(code).toBe(2);
+    expect(output).toContain('server.adminToken: required when the admin port is bound off loopback');
+  });
+});
+
 describe('SIGTERM', () => {
   test('requests in flight all complete with 200, then the process exits 0 and logs "stopped"', async () => {
     const requests = [
