@@ -7,7 +7,7 @@ import type { EncodedRequest } from './traffic.js';
 /**
  * Closed-loop maximum throughput with wrk (Debian `wrk`, C and LuaJIT): every connection sends its next request
  * as soon as the previous one is answered, rotating through the pre-encoded traffic. A JavaScript generator on one
- * core saturated before the bare server did (autocannon drove it to a third of what wrk does on these machines),
+ * core saturated before the bare server did (autocannon drove it to 14-19k req/s where wrk reached 49-60k),
  * so the ceiling it measured was its own. wrk's CPU is measured with GNU time and reported beside every run;
  * only its request rate and failure counts are used as figures.
  */

@@ -72,7 +72,7 @@ const REASON_BY_CODE: Record<number, string> = {
   [DecisionCode.DEADLINE_FALLBACK]: 'deadline_fallback',
 };
 /** The outcome of a request answered with the fallback because something threw while deciding it. */
-const ERROR_FALLBACK_REASON = 'error_fallback';
+export const ERROR_FALLBACK_REASON = 'error_fallback';
 const CODE_BY_EXCLUSION = {
   existing_borrower: DecisionCode.EXISTING_BORROWER,
   blacklisted: DecisionCode.BLACKLISTED,

@@ -54,7 +54,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
     }),
     rejectedInputs: new Counter({
       name: 'rta_rejected_inputs_total',
-      help: 'Requests refused before the decision logic, by reason (method_not_allowed, not_found, body_too_large, malformed_protobuf, ...).',
+      help: 'Requests answered with a refusal, by reason: bad input (method_not_allowed, not_found, body_too_large, malformed_protobuf, ...), unauthorized on the admin port, internal_error (a 500).',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { Engine, type DecisionSink } from '../engine/engine.js';
+import { Engine, ERROR_FALLBACK_REASON, type DecisionSink } from '../engine/engine.js';
 import { DeviceIdKind, type BidContext, type Decision, type MediaAdapter } from '../engine/types.js';
 import { MEDIA_CLIENTS } from '../media/clients.js';
 import { nativeAdapter } from '../media/native/adapter.js';
@@ -191,7 +191,7 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
   const sink: DecisionSink = {
     deliver(context: BidContext, decision: Decision) {
       MEDIA_ROUTES.get(routeOf(context.media))!.encode(context, decision);
-      if (decision.reason === 'error_fallback') failed++;
+      if (decision.reason === ERROR_FALLBACK_REASON) failed++;
       decided++;
       if (--pending === 0) allDone();
     },
