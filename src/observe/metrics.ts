@@ -139,6 +139,16 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       registers: [registry],
     }),
     eventLoopDelay: eventLoopDelayGauge(registry),
+    servingThreads: new Gauge({
+      name: 'rta_serving_threads',
+      help: 'Serving threads listening on the media port (app-per-thread mode).',
+      registers: [registry],
+    }),
+    servingThreadDeaths: new Counter({
+      name: 'rta_serving_thread_deaths_total',
+      help: 'Serving threads that exited while serving, or whose replacement failed to start; each is replaced.',
+      registers: [registry],
+    }),
     ready: new Gauge({
       name: 'rta_ready',
       help: '1 once models, strategies and the device store are loaded (and every serving thread listens).',

@@ -1,7 +1,5 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
-import { AggregatorRegistry } from 'prom-client';
 import { adminNeedsToken, ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
@@ -18,7 +16,7 @@ import { createAdminApp } from './admin.js';
 import { boot, connectRedisStore, loadDeviceStore } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
-import type { FromServingThread, ServingThreadData, ToServingThread } from './serving-thread.js';
+import { ServingThreads } from './serving-threads.js';
 import { loadNativeUws, type Uws } from './uws.js';
 
 /**
@@ -134,26 +132,13 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
     metrics.devicesLoaded.set(store.deviceCount);
   }
 
-  const threads: ServingThread[] = [];
   // Every thread must bind the same port number, so "any free port" is resolved to one here.
   const port = config.server.port === 0 ? await freePort(config.server.host) : config.server.port;
-  try {
-    for (let thread = 0; thread < config.server.appThreads; thread++) {
-      const serving = new ServingThread({ config, store: shared, thread, port });
-      threads.push(serving);
-      await serving.listening;
-    }
-  } catch (err) {
-    await Promise.all(threads.map((t) => t.stop()));
-    throw err;
-  }
+  const threads = await ServingThreads.start({ config, store: shared, port }, config.server.appThreads, metrics, () => process.exit(1));
   return {
     port,
     metrics,
-    async exposition() {
-      const perThread = await Promise.all(threads.map((t) => t.metrics()));
-      return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...perThread] as object[]).metrics();
-    },
+    exposition: () => threads.exposition(),
     refreshGauges() {},
     async reload(target) {
       let store: SharedDeviceStoreBuffers | undefined;
@@ -167,93 +152,10 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
         throw err;
       }
       if (store) metrics.devicesLoaded.set(store.deviceCount);
-      // One thread at a time: loading blocks a thread for a few tens of milliseconds, and the other threads keep
-      // serving their connections meanwhile.
-      const results = [];
-      for (const thread of threads) results.push(await thread.reload(target, store));
-      const failed = results.find((r) => r.error !== undefined);
-      if (failed) throw new Error(failed.error);
-      return results[0]!.summary!;
+      return threads.reload(target, store);
     },
-    async stop() {
-      const unfinished = await Promise.all(threads.map((t) => t.stop()));
-      return unfinished.reduce((a, b) => a + b, 0);
-    },
+    stop: () => threads.stop(),
   };
-}
-
-/** The main thread's handle on one serving thread. */
-class ServingThread {
-  readonly listening: Promise<number>;
-  private readonly worker: Worker;
-  private readonly metricsWaiting = new Map<number, (metrics: unknown) => void>();
-  private readonly reloadsWaiting = new Map<number, (result: { summary?: Record<string, unknown>; error?: string }) => void>();
-  private nextId = 0;
-  private stopped: ((unfinished: number) => void) | null = null;
-
-  private readonly exited: Promise<void>;
-  private stopping = false;
-
-  constructor(data: ServingThreadData) {
-    this.worker = new Worker(new URL('./serving-thread.js', import.meta.url), { workerData: data });
-    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
-    this.listening = new Promise((resolve, reject) => {
-      this.worker.on('message', (message: FromServingThread) => {
-        if (message.type === 'listening') resolve(message.port);
-        else if (message.type === 'failed') reject(new Error(`serving thread ${data.thread}: ${message.message}`));
-        else if (message.type === 'metrics') this.metricsWaiting.get(message.id)?.(message.metrics);
-        else if (message.type === 'reloaded') this.reloadsWaiting.get(message.id)?.(message);
-        else this.stopped?.(message.unfinished);
-      });
-      this.worker.on('error', (err) => reject(new Error(`serving thread ${data.thread}: ${err.message}`)));
-      this.worker.on('exit', (code) => {
-        reject(new Error(`serving thread ${data.thread} exited with code ${code}`));
-        // A serving thread never exits on its own while we serve: losing one silently would halve capacity.
-        if (!this.stopping) {
-          log('error', 'serving_thread_exited', { thread: data.thread, code });
-          process.exit(1);
-        }
-      });
-    });
-  }
-
-  metrics(): Promise<unknown> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.metricsWaiting.set(id, (metrics) => {
-        this.metricsWaiting.delete(id);
-        resolve(metrics);
-      });
-      this.post({ type: 'metrics', id });
-    });
-  }
-
-  reload(target: ReloadTarget, store?: SharedDeviceStoreBuffers): Promise<{ summary?: Record<string, unknown>; error?: string }> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.reloadsWaiting.set(id, (result) => {
-        this.reloadsWaiting.delete(id);
-        resolve(result);
-      });
-      this.post(store ? { type: 'reload', id, target, store } : { type: 'reload', id, target });
-    });
-  }
-
-  /** Asks the thread to drain and exit; resolves with its unfinished request count once it has exited. */
-  async stop(): Promise<number> {
-    this.stopping = true;
-    const unfinished = new Promise<number>((resolve) => {
-      this.stopped = resolve;
-      this.post({ type: 'stop' });
-    });
-    const result = await Promise.race([unfinished, this.exited.then(() => 0)]);
-    await this.exited;
-    return result;
-  }
-
-  private post(message: ToServingThread): void {
-    this.worker.postMessage(message);
-  }
 }
 
 /** A port free right now on `host`, for the serving threads to share. */

@@ -8,6 +8,7 @@ import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
 import { reloadRuntime, type ReloadTarget } from './reload.js';
 import { loadNativeUws } from './uws.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 
 /**
  * One serving thread of the app-per-thread mode: its own uWebSockets.js app on the shared media port, its own
@@ -38,13 +39,35 @@ const port = parentPort!;
 const data = workerData as ServingThreadData;
 const send = (message: FromServingThread) => port.postMessage(message);
 
+const uws = loadNativeUws();
+let serving: { app: TemplatedApp; socket: us_listen_socket } | null = null;
+
+/**
+ * Whatever escapes every boundary ends this thread only, for the main thread to replace. uWebSockets.js must be
+ * closed first: a thread that exits with its sockets open aborts the whole process (libuv refuses to close a loop
+ * with open handles), which is also why the main thread never terminates a serving thread from outside.
+ */
+function crash(error: unknown): void {
+  const { name, message } = error instanceof Error ? error : new Error(String(error));
+  log('error', 'serving_thread_crashed', { thread: data.thread, error: name, message });
+  if (serving) {
+    uws.us_listen_socket_close(serving.socket);
+    (serving.app as unknown as { close(): void }).close();
+    serving = null;
+  }
+  // One turn for the closed sockets' handles to be released.
+  setImmediate(() => process.exit(1));
+}
+process.on('uncaughtException', crash);
+process.on('unhandledRejection', crash);
+
 try {
   const { config, thread } = data;
-  const uws = loadNativeUws();
   const store = data.store ? EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema)) : undefined;
   const runtime = await boot(config, { scoring: 'inline', store, processMetrics: false, thread });
   const app = createMediaApp(uws, runtime, config);
   const socket = await listen(app, config.server.host, data.port, `media (thread ${thread})`);
+  serving = { app, socket };
   runtime.metrics.ready.set(1);
   port.on('message', (message: ToServingThread) => {
     if (message.type === 'metrics') {
@@ -58,6 +81,7 @@ try {
     } else {
       runtime.metrics.ready.set(0);
       uws.us_listen_socket_close(socket);
+      serving = null;
       void drain(inFlight, config.server.drainTimeoutMs).then(async (unfinished) => {
         // Closes the idle keep-alive connections too, so the thread's event loop empties and the thread exits.
         (app as unknown as { close(): void }).close();
