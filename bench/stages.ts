@@ -122,7 +122,7 @@ const encode = measure('encode', () => {
   for (const [i, c] of contexts.entries()) sink += (tencentAdapter.encode(c, decisions[i]!).body as Uint8Array).length;
 });
 
-const engine = new Engine({ config: config.engine, book, store, scorer: new InlineScorer(config.scoring.manifest, config.store.profileSchema), profile, metrics: createMetrics({ processMetrics: false }) });
+const engine = new Engine({ config: config.engine, book, store, scorer: new InlineScorer(scorer), profile, metrics: createMetrics({ processMetrics: false }) });
 const encodingSink: DecisionSink = {
   deliver(context, decision) {
     sink += (tencentAdapter.encode(context, decision).body as Uint8Array).length;

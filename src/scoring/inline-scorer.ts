@@ -14,8 +14,8 @@ export class InlineScorer {
   private readonly batch: ScoringBatch;
   private readonly recordBytes: number;
 
-  constructor(manifestPath: string, profileSchemaPath: string) {
-    this.scorer = new BatchScorer(manifestPath, profileSchemaPath);
+  constructor(scorer: BatchScorer) {
+    this.scorer = scorer;
     this.modelNames = this.scorer.modelNames;
     this.modelVersion = this.scorer.modelVersion;
     this.modelCount = this.scorer.modelCount;

@@ -3,9 +3,10 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import type { ProfileSchema } from '../store/profile-schema.js';
 import { checkFeatureName, FeatureExtractor, isIntegralFeature } from './features.js';
-import { compileLogistic, loadLogisticModel, logisticFeatures } from './logistic.js';
-import { formatPath, type CompiledModel } from './model.js';
-import { compileXgboost, loadXgboostModel } from './xgboost.js';
+import { compileLogistic, loadLogisticModel, logisticFeatures, type LogisticModel } from './logistic.js';
+import { formatPath, runSteps, type CompiledModel } from './model.js';
+import { loadXgboostModel, prepareXgboost } from './xgboost.js';
+import { compileForest, type PreparedForest } from './xgboost-codegen.js';
 
 /**
  * The model manifest (data/models/manifest.json): which models exist, their versions and files, and the features
@@ -96,16 +97,44 @@ export function readManifest(path: string, schema: ProfileSchema): ModelManifest
   };
 }
 
-/** Parses and compiles every model file, checking each against its manifest entry. */
-export function loadManifestModels(manifest: ModelManifest, schema: ProfileSchema): LoadedModel[] {
-  return manifest.models.map((entry) => ({
-    entry,
-    extractor: new FeatureExtractor(schema, entry.features),
-    model: entry.format === 'xgboost-json' ? loadXgboost(entry) : loadLogistic(entry, schema),
-  }));
+/**
+ * A manifest's models parsed, checked and generated into source, not yet compiled: plain data, so it can be made
+ * on a thread that does not serve and sent to the threads that do (see prepare.ts).
+ */
+export interface PreparedModels {
+  manifest: ModelManifest;
+  models: PreparedModel[];
+}
+type PreparedModel = { format: 'xgboost-json'; forest: PreparedForest } | { format: 'logistic-json'; model: LogisticModel };
+
+/** Parses every model file and checks it against its manifest entry: the expensive, thread-free half of loading. */
+export function prepareModels(manifest: ModelManifest, schema: ProfileSchema): PreparedModels {
+  return {
+    manifest,
+    models: manifest.models.map((entry) =>
+      entry.format === 'xgboost-json' ? { format: entry.format, forest: prepareXgboostEntry(entry) } : { format: entry.format, model: checkedLogistic(entry, schema) },
+    ),
+  };
 }
 
-function loadXgboost(entry: ManifestModel): CompiledModel {
+/** Compiles prepared models, one forest chunk or model per step: a serving thread yields between the steps. */
+export function* compileModels({ manifest, models }: PreparedModels, schema: ProfileSchema): Generator<void, LoadedModel[]> {
+  const loaded: LoadedModel[] = [];
+  for (const [i, entry] of manifest.models.entries()) {
+    const prepared = models[i]!;
+    const model = prepared.format === 'xgboost-json' ? yield* compileForest(prepared.forest) : compileLogistic(prepared.model, entry.features);
+    loaded.push({ entry, extractor: new FeatureExtractor(schema, entry.features), model });
+    yield;
+  }
+  return loaded;
+}
+
+/** Parses and compiles every model file at once, checking each against its manifest entry. */
+export function loadManifestModels(manifest: ModelManifest, schema: ProfileSchema): LoadedModel[] {
+  return runSteps(compileModels(prepareModels(manifest, schema), schema));
+}
+
+function prepareXgboostEntry(entry: ManifestModel): PreparedForest {
   const model = loadXgboostModel(entry.file);
   const where = `${entry.file} (model "${entry.name}")`;
   if (model.featureCount !== entry.features.length) {
@@ -119,10 +148,10 @@ function loadXgboost(entry: ManifestModel): CompiledModel {
   if (probability !== (entry.output === 'probability')) {
     throw new Error(`${where}: objective "${model.objective}" does not produce the manifest's output "${entry.output}"`);
   }
-  return compileXgboost(model);
+  return prepareXgboost(model);
 }
 
-function loadLogistic(entry: ManifestModel, schema: ProfileSchema): CompiledModel {
+function checkedLogistic(entry: ManifestModel, schema: ProfileSchema): LogisticModel {
   const model = loadLogisticModel(entry.file);
   const where = `${entry.file} (model "${entry.name}")`;
   if (model.name !== entry.name || model.version !== entry.version) {
@@ -136,5 +165,7 @@ function loadLogistic(entry: ManifestModel, schema: ProfileSchema): CompiledMode
     if (!entry.features.includes(name)) continue;
     if (!isIntegralFeature(schema, name)) throw new Error(`${where}: hashed feature "${name}" is a float field; only whole-valued features can be hashed`);
   }
-  return compileLogistic(model, entry.features);
+  // Compiled once here only for its checks (every feature it reads is in the list), so preparing refuses what compiling would.
+  compileLogistic(model, entry.features);
+  return model;
 }

@@ -14,3 +14,11 @@ export function formatPath(path: readonly PropertyKey[]): string {
   for (const key of path) text += typeof key === 'number' ? `[${key}]` : `${text ? '.' : ''}${String(key)}`;
   return text || '(root)';
 }
+
+/** Runs a stepwise computation (a generator that yields between steps) to its end, without yielding the thread. */
+export function runSteps<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}

@@ -3,7 +3,7 @@ import { Piscina } from 'piscina';
 import { z } from 'zod';
 import { CallbackErrors } from '../engine/callback-errors.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../store/profile-schema.js';
-import { loadManifestModels, readManifest } from './manifest.js';
+import { readManifest } from './manifest.js';
 import { allocateBatch, type ScoringBatch } from './scorer.js';
 import type { ScoringWorkerData } from './worker.js';
 
@@ -103,11 +103,10 @@ export class ScoringPool {
       throw new Error(`scoring pool options: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
     }
     const { manifestPath, profileSchemaPath, threads, maxBatch } = parsed.data;
-    // Load every model here once, so a bad manifest or model file fails at startup with its own message rather
-    // than inside the workers.
+    // A bad manifest fails here with its own message; the model files are parsed by the workers (and checked off
+    // this thread first by whoever starts the pool on a serving thread: prepareModelsOffThread).
     const schema = loadProfileSchema(profileSchemaPath);
     const manifest = readManifest(manifestPath, schema);
-    loadManifestModels(manifest, schema);
     this.modelNames = manifest.modelNames;
     this.modelVersion = manifest.modelVersion;
     this.modelCount = manifest.models.length;

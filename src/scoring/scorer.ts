@@ -1,5 +1,6 @@
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../store/profile-schema.js';
-import { loadManifestModels, readManifest, type LoadedModel } from './manifest.js';
+import { compileModels, loadManifestModels, readManifest, type LoadedModel, type ModelManifest } from './manifest.js';
+import { prepareModelsOffThread } from './prepare.js';
 
 /**
  * A micro-batch as it travels to a worker and back: `count` devices, their records copied from the store, whether
@@ -37,15 +38,31 @@ export class BatchScorer {
   /** One feature matrix per model, grown only when a batch is bigger than any before. */
   private readonly featureRows: Float32Array[];
 
-  constructor(manifestPath: string, profileSchemaPath = DEFAULT_PROFILE_SCHEMA_PATH) {
+  /** Loads the manifest's models at once: for worker threads and tools, which serve nothing meanwhile. */
+  constructor(manifestPath: string, profileSchemaPath?: string);
+  constructor(compiled: { manifest: ModelManifest; models: LoadedModel[] }, profileSchemaPath?: string);
+  constructor(source: string | { manifest: ModelManifest; models: LoadedModel[] }, profileSchemaPath = DEFAULT_PROFILE_SCHEMA_PATH) {
     const schema = loadProfileSchema(profileSchemaPath);
-    const manifest = readManifest(manifestPath, schema);
-    this.models = loadManifestModels(manifest, schema);
+    const manifest = typeof source === 'string' ? readManifest(source, schema) : source.manifest;
+    this.models = typeof source === 'string' ? loadManifestModels(manifest, schema) : source.models;
     this.modelNames = manifest.modelNames;
     this.modelVersion = manifest.modelVersion;
     this.modelCount = this.models.length;
     this.recordBytes = schema.recordBytes;
     this.featureRows = this.models.map((m) => new Float32Array(64 * m.extractor.featureCount));
+  }
+
+  /**
+   * For a thread that serves: the models are prepared on a thread of their own, then compiled here one step per
+   * macrotask, so requests keep being answered between the steps.
+   */
+  static async compile(manifestPath: string, profileSchemaPath: string): Promise<BatchScorer> {
+    const prepared = await prepareModelsOffThread(manifestPath, profileSchemaPath);
+    const steps = compileModels(prepared, loadProfileSchema(profileSchemaPath));
+    for (let step = steps.next(); ; step = steps.next()) {
+      if (step.done) return new BatchScorer({ manifest: prepared.manifest, models: step.value }, profileSchemaPath);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Fills batch.scores; throws when the batch's arrays are too small for its count. */

@@ -52,7 +52,24 @@ function treeExpression(tree: XgboostTree, used: Set<number>): string {
   return visit(0);
 }
 
-function compileChunk(trees: readonly XgboostTree[], featureCount: number): ChunkFunction {
+/**
+ * A chunk's generated source and the rows that take every reachable node: plain data, so a chunk can be generated
+ * on one thread and compiled on another (see `prepareTrees`).
+ */
+export interface ForestChunk {
+  source: string;
+  rows: Float32Array;
+}
+
+/** Trees generated into source, not yet compiled. */
+export interface PreparedForest {
+  featureCount: number;
+  baseMargin: number;
+  logistic: boolean;
+  chunks: ForestChunk[];
+}
+
+function chunkSource(trees: readonly XgboostTree[], featureCount: number): ForestChunk {
   const used = new Set<number>();
   const sums = trees.map((tree) => `m = Math.fround(m + ${treeExpression(tree, used)});`);
   const loads = [...used].sort((a, b) => a - b).map((feature) => `const x${literal(feature)} = features[at + ${literal(feature)}];`);
@@ -67,8 +84,11 @@ function compileChunk(trees: readonly XgboostTree[], featureCount: number): Chun
     `}`,
     `};`,
   ].join('\n');
+  return { source, rows: coveringRows(trees, featureCount) };
+}
+
+function compileChunk({ source, rows }: ForestChunk, featureCount: number): ChunkFunction {
   const chunk = new Function(source)() as ChunkFunction;
-  const rows = coveringRows(trees, featureCount);
   const count = rows.length / featureCount;
   for (let pass = 0; pass < WARM_UP_PASSES; pass++) chunk(rows, count, featureCount, new Float32Array(count));
   return chunk;
@@ -100,11 +120,11 @@ class GeneratedForest implements CompiledModel {
   /** Per-row float32 accumulators, kept between calls; grown only when a batch is bigger than any before. */
   private margins = new Float32Array(64);
 
-  constructor(trees: readonly XgboostTree[], featureCount: number, baseMargin: number, logistic: boolean) {
-    this.featureCount = featureCount;
-    this.logistic = logistic;
-    this.baseMargin = baseMargin;
-    this.chunks = chunkTrees(trees).map((chunk) => compileChunk(chunk, featureCount));
+  constructor(prepared: PreparedForest, chunks: ChunkFunction[]) {
+    this.featureCount = prepared.featureCount;
+    this.logistic = prepared.logistic;
+    this.baseMargin = prepared.baseMargin;
+    this.chunks = chunks;
   }
 
   scoreRows(features: Float32Array, count: number, out: Float32Array, outOffset: number, outStride: number): void {
@@ -121,8 +141,19 @@ class GeneratedForest implements CompiledModel {
 
 /**
  * Trees must come from parseXgboostModel (children, feature indices, node counts and depth checked). `baseMargin` is
- * the float32 margin every row starts from, `logistic` whether the output is the sigmoid of the margin.
+ * the float32 margin every row starts from, `logistic` whether the output is the sigmoid of the margin. This is the
+ * expensive half of loading a forest, and needs no particular thread.
  */
-export function compileTrees(trees: readonly XgboostTree[], featureCount: number, baseMargin: number, logistic: boolean): CompiledModel {
-  return new GeneratedForest(trees, featureCount, baseMargin, logistic);
+export function prepareTrees(trees: readonly XgboostTree[], featureCount: number, baseMargin: number, logistic: boolean): PreparedForest {
+  return { featureCount, baseMargin, logistic, chunks: chunkTrees(trees).map((chunk) => chunkSource(chunk, featureCount)) };
+}
+
+/** Compiles and warms up one chunk per step, so a thread that serves can yield between chunks. */
+export function* compileForest(prepared: PreparedForest): Generator<void, CompiledModel> {
+  const chunks: ChunkFunction[] = [];
+  for (const chunk of prepared.chunks) {
+    chunks.push(compileChunk(chunk, prepared.featureCount));
+    yield;
+  }
+  return new GeneratedForest(prepared, chunks);
 }

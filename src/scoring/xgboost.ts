@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { formatPath, type CompiledModel } from './model.js';
-import { compileTrees } from './xgboost-codegen.js';
+import { formatPath, runSteps, type CompiledModel } from './model.js';
+import { compileForest, prepareTrees, type PreparedForest } from './xgboost-codegen.js';
 
 /**
  * Gradient-boosted trees as XGBoost 1.7's `save_model("model.json")` writes them, compiled to JavaScript source
@@ -163,5 +163,9 @@ export function transformMargin(model: XgboostModel, margin: number): number {
 }
 
 export function compileXgboost(model: XgboostModel): CompiledModel {
-  return compileTrees(model.trees, model.featureCount, baseMargin(model), model.objective !== 'reg:squarederror');
+  return runSteps(compileForest(prepareXgboost(model)));
+}
+
+export function prepareXgboost(model: XgboostModel): PreparedForest {
+  return prepareTrees(model.trees, model.featureCount, baseMargin(model), model.objective !== 'reg:squarederror');
 }

@@ -9,6 +9,8 @@ import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { InlineScorer } from '../scoring/inline-scorer.js';
 import { ScoringPool, type ScoringJob } from '../scoring/pool.js';
+import { prepareModelsOffThread } from '../scoring/prepare.js';
+import { BatchScorer } from '../scoring/scorer.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { EmbeddedDeviceStore, SLOT_BYTES } from '../store/embedded.js';
 import { RedisDeviceStore } from '../store/redis.js';
@@ -107,15 +109,17 @@ export async function loadModelsAndStrategies(
   profile: ProfileSchema,
   thread: number | undefined,
 ): Promise<{ scorer: Scorer; book: StrategyBook }> {
-  const scorer =
-    scoring === 'pool'
-      ? new ScoringPool({
-          manifestPath: config.scoring.manifest,
-          profileSchemaPath: config.store.profileSchema,
-          threads: config.scoring.threads,
-          maxBatch: config.scoring.maxBatch,
-        })
-      : new InlineScorer(config.scoring.manifest, config.store.profileSchema);
+  const { manifest } = config.scoring;
+  const { profileSchema } = config.store;
+  let scorer: Scorer;
+  if (scoring === 'pool') {
+    // The workers parse the model files themselves; checked off this serving thread first, so a bad file is refused
+    // with its own message before any worker starts.
+    await prepareModelsOffThread(manifest, profileSchema);
+    scorer = new ScoringPool({ manifestPath: manifest, profileSchemaPath: profileSchema, threads: config.scoring.threads, maxBatch: config.scoring.maxBatch });
+  } else {
+    scorer = new InlineScorer(await BatchScorer.compile(manifest, profileSchema));
+  }
   try {
     const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
     log('info', 'models_loaded', { thread, manifest: config.scoring.manifest, models: scorer.modelVersion, scoring });

@@ -6,7 +6,8 @@ import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { watch } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
-import { BatchScorer } from '../scoring/scorer.js';
+import { readManifest } from '../scoring/manifest.js';
+import { prepareModelsOffThread } from '../scoring/prepare.js';
 import type { ScoringPool } from '../scoring/pool.js';
 import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
@@ -146,7 +147,7 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
         if (target === 'devices' && config.store.kind === 'redis') throw new Error('devices live in Redis (store.kind "redis"): load them with load-redis; nothing to reload here');
         if (target === 'devices') store = loadDeviceStore(config, profile).shareBuffers();
         // Checked here first, so a bad file is refused before any thread starts loading it.
-        else checkModelsAndStrategies(config, profile);
+        else await checkModelsAndStrategies(config, profile, target);
       } catch (err) {
         metrics.reloads.inc({ target, result: 'refused' });
         throw err;
@@ -180,10 +181,13 @@ function serialise<A, R>(run: (arg: A) => Promise<R>): (arg: A) => Promise<R> {
   };
 }
 
-/** Loads the models and compiles the strategy book once, only to refuse bad files with their own message. */
-function checkModelsAndStrategies(config: Config, profile: ProfileSchema): void {
-  const scorer = new BatchScorer(config.scoring.manifest, config.store.profileSchema);
-  loadStrategyBook(config.strategies, profile, scorer.modelNames);
+/**
+ * Checks the files a models or strategies reload would load, to refuse bad ones with their own message: the model
+ * files only for a models reload (off this thread), the strategy book against the manifest's model names.
+ */
+async function checkModelsAndStrategies(config: Config, profile: ProfileSchema, target: 'models' | 'strategies'): Promise<void> {
+  const manifest = target === 'models' ? (await prepareModelsOffThread(config.scoring.manifest, config.store.profileSchema)).manifest : readManifest(config.scoring.manifest, profile);
+  loadStrategyBook(config.strategies, profile, manifest.modelNames);
 }
 
 /**

@@ -24,7 +24,7 @@ import { experimentBucket } from '../../src/strategy/experiments.js';
 const STRATEGIES_PATH = new URL('../../data/strategies.json', import.meta.url).pathname;
 const DEMO_SALT = 'prime-curve-2026w48';
 const profile = loadProfileSchema(DEFAULT_PROFILE_SCHEMA_PATH);
-const inline = new InlineScorer(DEFAULT_MANIFEST_PATH, DEFAULT_PROFILE_SCHEMA_PATH);
+const inline = new InlineScorer(new BatchScorer(DEFAULT_MANIFEST_PATH, DEFAULT_PROFILE_SCHEMA_PATH));
 const demoFile = JSON.parse(readFileSync(STRATEGIES_PATH, 'utf8'));
 const demoBook = new StrategyBook(parseStrategyFile(demoFile, 'demo'), profile, inline.modelNames);
 /** The demo book with a fallback cache time of its own, so a fallback reply cannot pass for a take or a reject. */

@@ -1,0 +1,15 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadProfileSchema } from '../store/profile-schema.js';
+import { prepareModels, readManifest } from './manifest.js';
+import type { PrepareAnswer, PrepareRequest } from './prepare.js';
+
+/** The thread behind prepareModelsOffThread: prepares one manifest's models, answers once, and ends. */
+const { manifestPath, profileSchemaPath } = workerData as PrepareRequest;
+let answer: PrepareAnswer;
+try {
+  const schema = loadProfileSchema(profileSchemaPath);
+  answer = { prepared: prepareModels(readManifest(manifestPath, schema), schema) };
+} catch (err) {
+  answer = { error: (err as Error).message };
+}
+parentPort!.postMessage(answer);
