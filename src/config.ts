@@ -39,6 +39,12 @@ export const configSchema = z
         mode: z.enum(['app-per-thread', 'scoring-pool']).default('app-per-thread'),
         /** Serving threads in app-per-thread mode. */
         appThreads: z.number().int().min(1).max(256).default(availableParallelism()),
+        /**
+         * Load shedding: a request whose serving thread has already spent this long on the current event-loop turn
+         * waited at least that long behind the turn's other requests, so it is answered at once with the shed answer
+         * (a reject, not scored) instead of joining the queue. 0 switches shedding off. See README, "Overload".
+         */
+        shedAfterMicros: z.number().int().min(0).max(1_000_000).default(1_000),
         /** On SIGTERM, how long in-flight requests may take before the process exits anyway. */
         drainTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
       })
@@ -111,6 +117,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'string' }> 
   RTA_ADMIN_AUTH: { path: ['server', 'adminAuth'], kind: 'string' },
   RTA_SERVER_MODE: { path: ['server', 'mode'], kind: 'string' },
   RTA_APP_THREADS: { path: ['server', 'appThreads'], kind: 'int' },
+  RTA_SHED_AFTER_MICROS: { path: ['server', 'shedAfterMicros'], kind: 'int' },
   RTA_MAX_BODY_BYTES: { path: ['server', 'maxBodyBytes'], kind: 'int' },
   RTA_SCORE_DEADLINE_MICROS: { path: ['engine', 'scoreDeadlineMicros'], kind: 'int' },
   RTA_FALLBACK: { path: ['engine', 'fallback'], kind: 'string' },

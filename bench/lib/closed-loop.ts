@@ -22,6 +22,8 @@ export interface ClosedLoopResult {
   seconds: number;
   /** CPU seconds wrk used (user + system). */
   generatorCpuSeconds: number;
+  /** wrk's own latency figures (send to last byte, every reply), in microseconds; with `latency: true` only. */
+  latency?: { p50: number; p99: number; max: number };
 }
 
 export function wrkAvailable(): string | null {
@@ -37,12 +39,14 @@ export async function runClosedLoop(options: {
   requests: readonly EncodedRequest[];
   connections: number;
   durationSeconds: number;
+  latency?: boolean;
 }): Promise<ClosedLoopResult> {
   const directory = mkdtempSync(join(tmpdir(), 'rta-wrk-'));
   const requestsFile = join(directory, 'requests.txt');
   writeFileSync(requestsFile, options.requests.map((r) => `${r.path} ${r.contentType} ${r.body.toString('hex')}\n`).join(''));
   try {
     const argv = ['-f', 'generator-cpu %U %S', 'wrk', '-t1', `-c${options.connections}`, `-d${options.durationSeconds}s`, '--timeout', '10s'];
+    if (options.latency) argv.push('--latency');
     argv.push('-s', ROTATE_SCRIPT, options.url, '--', requestsFile);
     return parseWrk(await run('/usr/bin/time', argv));
   } finally {
@@ -70,7 +74,12 @@ export function parseWrk(output: string): ClosedLoopResult {
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
   const responses = Number(total[1]);
   const seconds = Number(total[2]) / (total[3] === 'ms' ? 1000 : 1);
+  const p50 = /^\s+50%\s+([\d.]+)(us|ms|s)$/m.exec(output);
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s)$/m.exec(output);
+  const max = /^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/m.exec(output);
+  const micros = (m: RegExpExecArray) => Number(m[1]) * { us: 1, ms: 1000, s: 1_000_000 }[m[2] as 'us' | 'ms' | 's'];
   return {
+    ...(p50 && p99 && max ? { latency: { p50: micros(p50), p99: micros(p99), max: micros(max) } } : {}),
     requestsPerSecond: (responses - non2xx) / seconds,
     responses,
     non2xx,

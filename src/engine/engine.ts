@@ -73,6 +73,8 @@ const REASON_BY_CODE: Record<number, string> = {
 };
 /** The outcome of a request answered with the fallback because something threw while deciding it. */
 export const ERROR_FALLBACK_REASON = 'error_fallback';
+/** The outcome of a request answered unscored because its serving thread was overloaded (see `shed`). */
+export const SHED_REASON = 'shed';
 const CODE_BY_EXCLUSION = {
   existing_borrower: DecisionCode.EXISTING_BORROWER,
   blacklisted: DecisionCode.BLACKLISTED,
@@ -221,6 +223,17 @@ export class Engine {
       metrics.errorLog.report(`${stage}_fallback`, fallbackError);
       request.sink.fail(request.context, stage);
     }
+  }
+
+  /**
+   * Overload: a reject (code 6, like a late score) that looks at nothing but the request, so it costs the thread a
+   * fraction of a decision. Never the neutral fallback: bidding on devices nobody scored is what overload must not
+   * buy. The cache time is the book's fallback one, the team's choice for answers given without a decision.
+   */
+  shed(context: BidContext, sink: DecisionSink): void {
+    const decision = this.reject(DecisionCode.DEADLINE_FALLBACK, SHED_REASON);
+    decision.cacheTtlSeconds = this.parts.book.cacheTtlSeconds.fallback;
+    sink.deliver(context, decision);
   }
 
   /** What a request gets without its scores: a reject (code 6) or, configured `neutral`, coefficient 1.0. */

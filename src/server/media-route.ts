@@ -12,7 +12,29 @@ import type { Metrics } from '../observe/metrics.js';
 
 export interface RouteLimits {
   maxBodyBytes: number;
+  shedAfterMicros: number;
 }
+
+/**
+ * How long this serving thread has been busy with the current event-loop turn. uWebSockets.js hands over every
+ * socket that was readable when the turn began, one after another, so a request met late in a long turn has waited
+ * at least that long already: under overload (thousands of connections, each with a request ready) turns grow
+ * until every request misses its budget. The clock starts at a turn's first request and stops in the turn's check
+ * phase (setImmediate), which runs once the turn's sockets are done.
+ */
+const turn = {
+  startedAt: 0,
+  end: () => {
+    turn.startedAt = 0;
+  },
+  /** Milliseconds since the turn's first request; 0 for the first. */
+  age(now: number): number {
+    if (turn.startedAt !== 0) return now - turn.startedAt;
+    turn.startedAt = now;
+    setImmediate(turn.end);
+    return 0;
+  },
+};
 
 /**
  * Requests between their first byte and their reply, and the drain: once `draining`, every reply closes its
@@ -30,7 +52,8 @@ export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteL
     if (slot === undefined) outcomes.set(reason, (slot = metrics.requests.slot({ media: adapter.name, outcome: reason })));
     return slot;
   };
-  const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests };
+  const shedAfterMs = limits.shedAfterMicros > 0 ? limits.shedAfterMicros / 1000 : Infinity;
+  const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     if (req.getMethod() !== 'post') {
@@ -64,6 +87,7 @@ interface RouteShared {
   outcomeSlot(reason: string): number;
   refusedIds: ReturnType<Metrics['refusedDeviceIds']['labels']>;
   testRequests: ReturnType<Metrics['testRequests']['labels']>;
+  shedAfterMs: number;
 }
 
 class MediaRequest implements DecisionSink {
@@ -135,7 +159,8 @@ class MediaRequest implements DecisionSink {
     }
     if (context.refusedDeviceIds > 0) this.shared.refusedIds.inc(context.refusedDeviceIds);
     if (context.isTest) this.shared.testRequests.inc();
-    engine.handle(context, this, this.receivedAt);
+    if (turn.age(this.receivedAt) > this.shared.shedAfterMs) engine.shed(context, this);
+    else engine.handle(context, this, this.receivedAt);
   }
 
   deliver(context: BidContext, decision: Decision): void {

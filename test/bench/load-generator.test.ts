@@ -148,5 +148,15 @@ describe.skipIf(wrkMissing !== null)('runClosedLoop (wrk)', () => {
     expect(result.requestsPerSecond * result.seconds).toBeCloseTo(result.responses - result.non2xx, 0);
     expect(result.errors + result.timeouts).toBe(0);
     expect(result.generatorCpuSeconds).toBeGreaterThan(0);
+    expect(result.latency).toBeUndefined();
+  });
+
+  test("with latency asked for, wrk's p50, p99 and max are read, in microseconds and in order", async () => {
+    const { latency } = await runClosedLoop({ url: `http://127.0.0.1:${port}`, requests, connections: 4, durationSeconds: 1, latency: true });
+    expect(latency!.p50).toBeGreaterThan(0);
+    expect(latency!.p99).toBeGreaterThanOrEqual(latency!.p50);
+    expect(latency!.max).toBeGreaterThanOrEqual(latency!.p99);
+    // A loopback reply takes microseconds to milliseconds, never seconds: a unit read wrongly would be 1000x off.
+    expect(latency!.p50).toBeLessThan(100_000);
   });
 });
