@@ -48,7 +48,13 @@ export interface CandidateAd {
 export interface BidContext {
   /** Adapter name, used as the `media` metric label. */
   media: string;
+  /** For logs and traces; not valid UTF-8 on the wire, it holds replacement characters (see `requestIdBytes`). */
   requestId: string;
+  /**
+   * The request id's own bytes when they were not valid UTF-8 (proto2 does not require it), so the reply echoes
+   * them exactly; null otherwise, and always for protocols whose ids are text.
+   */
+  requestIdBytes: Uint8Array | null;
   /** Latency probe: answer at once, no decision logic. */
   isPing: boolean;
   /** Joint-debugging traffic: decided normally, counted apart, never learned from. */

@@ -60,3 +60,29 @@ export function uint64ToNumber(value: Uint64, field: string): number {
 function idOutOfRange(field: string, value: string): InputError {
   return new InputError('id_out_of_range', `${field} ${value} is above 2^53-1 and cannot be represented exactly`);
 }
+
+/**
+ * A copy of the bytes of the last occurrence of length-delimited field `field` at the message's top level (the one
+ * a decoder keeps), or null. For bytes that passed checkWire: their structure is trusted.
+ */
+export function lastBytesField(message: Uint8Array, field: number): Uint8Array | null {
+  let found: Uint8Array | null = null;
+  const reader = protobuf.Reader.create(message);
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag >>> 3 === field && (tag & 7) === 2) found = new Uint8Array(reader.bytes());
+    else reader.skipType(tag & 7);
+  }
+  return found;
+}
+
+/** `message` with length-delimited field `field` holding `bytes` written ahead of its other fields. */
+export function withBytesField(field: number, bytes: Uint8Array, message: Uint8Array): Uint8Array {
+  const writer = protobuf.Writer.create();
+  writer.uint32((field << 3) | 2).bytes(bytes);
+  const head = writer.finish();
+  const out = new Uint8Array(head.length + message.length);
+  out.set(head);
+  out.set(message, head.length);
+  return out;
+}

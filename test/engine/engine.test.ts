@@ -144,6 +144,7 @@ function bidRequest(ids: [DeviceIdKind, Uint8Array][], extra: Partial<BidContext
   return {
     media: 'test',
     requestId: 'r1',
+    requestIdBytes: null,
     isPing: false,
     isTest: false,
     os: Os.ANDROID,

@@ -30,6 +30,7 @@ const secondRequestWithCreative = (creativeId: string) =>
 const context = (overrides: Partial<BidContext> = {}): BidContext => ({
   media: 'tencent',
   requestId: 'r-1',
+  requestIdBytes: null,
   isPing: false,
   isTest: false,
   os: 2,

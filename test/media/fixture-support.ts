@@ -59,7 +59,9 @@ const KIND_BY_NAME = Object.fromEntries(
   Object.entries(DEVICE_ID_KIND_NAMES).map(([kind, name]) => [name, Number(kind) as DeviceIdKind]),
 );
 
-export function contextToText(context: BidContext): ContextText & { media: string } {
+/** Fixtures are protobufjs objects, whose ids are always valid UTF-8: requestIdBytes is null for every one. */
+export function contextToText({ requestIdBytes, ...context }: BidContext): ContextText & { media: string } {
+  if (requestIdBytes !== null) throw new Error(`fixture request id ${context.requestId} decoded with raw bytes`);
   return {
     ...context,
     os: OS_NAMES[context.os],
@@ -71,6 +73,7 @@ export function contextFromText(text: ContextText, media: string): BidContext {
   return {
     ...text,
     media,
+    requestIdBytes: null,
     os: Os[text.os as keyof typeof Os],
     deviceIds: text.deviceIds.map((id) => {
       const key = new Uint8Array(16);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { DEVICE_ID_KIND_NAMES, DeviceIdKind } from '../../src/engine/types.js';
-import { loadProto } from '../../src/media/protobuf.js';
+import { lastBytesField, loadProto, withBytesField } from '../../src/media/protobuf.js';
 import type { SimulatedRequest } from '../../src/media/simulated-request.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
 import { startEngine, type EngineProcess } from '../support/engine-process.js';
@@ -239,6 +239,27 @@ describe('experiment tag', () => {
       }
     }
     expect([...seen].sort()).toEqual(primaryExperiment.arms.map((a) => a.tag).sort());
+  });
+});
+
+describe('request ids that are not valid UTF-8', () => {
+  // proto2 strings may carry any bytes; the platform matches our reply to its request by these exact bytes.
+  const id = Uint8Array.from([0x74, 0xff, 0xc3, 0x28, 0xed, 0xa0, 0x80, 0x00, 0x7a]);
+
+  test.each([
+    ['a ping', { isPing: true }],
+    ['a decided request', {}],
+  ] as const)('%s echoes them byte for byte, the rest of the reply intact', async (_, overrides) => {
+    const request = requestFor(personas.prime_prospect[0]!, overrides);
+    // The last occurrence of a field is the one a decoder keeps: the raw id written after the client's own.
+    const body = Buffer.concat([tencent.encodeRequest(request).body, withBytesField(1, id, new Uint8Array(0))]);
+    const reply = await post(`${engine.mediaUrl}${tencent.path}`, body);
+    expect(reply.status, reply.text).toBe(200);
+    expect(lastBytesField(reply.body, 1)).toEqual(id);
+    const decoded = tencent.decodeReply(reply.body, reply.contentType) as unknown as TencentReply;
+    expect(decoded.code).toBe(0);
+    if (overrides.isPing) expect(Object.keys(decoded).sort()).toEqual(['code', 'request_id']);
+    else expect(decoded.out_target_id!.length).toBeGreaterThan(0);
   });
 });
 

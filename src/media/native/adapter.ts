@@ -91,6 +91,8 @@ function toBidContext(request: NativeRequestMessage, wantsJson: boolean): BidCon
     // Always 'native', never the request's own media name: the metric label must keep a bounded set of values.
     media: 'native',
     requestId: request.request_id,
+    // proto3 strings and JSON strings are text: invalid UTF-8 is refused before it gets here.
+    requestIdBytes: null,
     isPing: request.is_ping,
     isTest: request.is_test,
     os: toOs(request.os),

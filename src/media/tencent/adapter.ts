@@ -14,7 +14,7 @@ import {
   type StrategyDecision,
 } from '../../engine/types.js';
 import { addDeviceId } from '../device-ids.js';
-import { decodeStrict, loadProto, strictType, uint64ToNumber, type Uint64 } from '../protobuf.js';
+import { decodeStrict, lastBytesField, loadProto, strictType, uint64ToNumber, withBytesField, type Uint64 } from '../protobuf.js';
 
 /** Tencent Ads RTA (shared/protocols/tencent-rta.md): proto2 `tencent.ad.rta` over a plain POST body. */
 
@@ -71,7 +71,7 @@ interface AdInfoMessage {
 }
 
 interface RtaResponseFields {
-  request_id: string;
+  request_id: string | undefined;
   code: number;
   processing_time_ms?: number;
   response_cache_time?: number;
@@ -130,6 +130,8 @@ export const tencentAdapter: MediaAdapter = {
     return {
       media: 'tencent',
       requestId: request.id,
+      // protobufjs reads invalid UTF-8 as U+FFFD: only then are the id's bytes looked up again.
+      requestIdBytes: request.id.includes('\uFFFD') ? lastBytesField(body, REQUEST_ID_FIELD) : null,
       isPing: request.is_ping,
       isTest: request.is_test,
       os,
@@ -143,7 +145,7 @@ export const tencentAdapter: MediaAdapter = {
   },
 
   encode(context: BidContext, decision: Decision): EncodedReply {
-    if (context.isPing) return reply({ request_id: context.requestId, code: DecisionCode.TAKE });
+    if (context.isPing) return reply(context, { request_id: context.requestId, code: DecisionCode.TAKE });
     const message: RtaResponseFields = {
       request_id: context.requestId,
       code: decision.code,
@@ -163,7 +165,7 @@ export const tencentAdapter: MediaAdapter = {
       message.target_infos = targetInfos;
       if (context.secondRequest) message.ad_results = decision.adResults.map(toAdResult);
     }
-    return reply(message);
+    return reply(context, message);
   },
 };
 
@@ -224,6 +226,11 @@ function toCreativeResult(creative: CreativeAdjustment): { creative_id: number; 
     : { creative_id: creative.creativeId };
 }
 
-function reply(message: RtaResponseFields): EncodedReply {
-  return { body: RtaResponse.encode(message).finish(), contentType: CONTENT_TYPE };
+const REQUEST_ID_FIELD = 1;
+
+function reply(context: BidContext, message: RtaResponseFields): EncodedReply {
+  if (context.requestIdBytes === null) return { body: RtaResponse.encode(message).finish(), contentType: CONTENT_TYPE };
+  // The id's bytes as they came, written ahead of the rest: a field's place in a message does not matter.
+  message.request_id = undefined;
+  return { body: withBytesField(REQUEST_ID_FIELD, context.requestIdBytes, RtaResponse.encode(message).finish()), contentType: CONTENT_TYPE };
 }
