@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -15,7 +16,30 @@ const fromRoot = (path: string) => resolve(REPO_ROOT, path);
 const port = z.number().int().min(0).max(65535);
 const idKind = z.enum(['oaid_md5', 'imei_md5', 'idfa_md5', 'android_id_md5', 'mac_md5', 'caid_md5']);
 
-export const configSchema = z
+export /** "10.1.0.0/16", "2001:db8::/32" or a single address. */
+const network = z.string().refine(
+  (text) => {
+    const [address, prefix, ...rest] = text.split('/');
+    const family = isIP(address!);
+    if (family === 0 || rest.length > 0) return false;
+    return prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+  },
+  { error: 'expected an IP address or a network such as 10.1.0.0/16' },
+);
+
+const mediaAuthSchema = z
+  .object({
+    /** A secret shared with the media: give it by environment (RTA_TENCENT_TOKEN, RTA_NATIVE_TOKEN). */
+    token: z.string().min(16, 'a media token needs at least 16 characters').optional(),
+    /** `header`: sent as X-RTA-Token; `path`: the route becomes /rta/<media>/<token>, for media that cannot set headers. */
+    tokenIn: z.enum(['header', 'path']).default('header'),
+    /** Source networks allowed to call this route; any other address is refused before its body is read. */
+    allowFrom: z.array(network).min(1).optional(),
+  })
+  .strict()
+  .refine((auth) => auth.token !== undefined || auth.allowFrom !== undefined, { error: 'give a token, allowFrom, or both' });
+
+const configSchema = z
   .object({
     server: z
       .object({
@@ -29,6 +53,8 @@ export const configSchema = z
          */
         adminToken: z.string().min(16, 'an admin token needs at least 16 characters').optional(),
         adminAuth: z.enum(['off-loopback', 'always']).default('off-loopback'),
+        /** Optional access control per media route: a shared token, an allow-list of source networks, or both. */
+        mediaAuth: z.object({ tencent: mediaAuthSchema.optional(), native: mediaAuthSchema.optional() }).strict().prefault({}),
         /** Larger bodies get 413 and the connection is closed. */
         maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
         /**
@@ -115,6 +141,8 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'string' }> 
   ADMIN_PORT: { path: ['server', 'adminPort'], kind: 'int' },
   RTA_ADMIN_TOKEN: { path: ['server', 'adminToken'], kind: 'string' },
   RTA_ADMIN_AUTH: { path: ['server', 'adminAuth'], kind: 'string' },
+  RTA_TENCENT_TOKEN: { path: ['server', 'mediaAuth', 'tencent', 'token'], kind: 'string' },
+  RTA_NATIVE_TOKEN: { path: ['server', 'mediaAuth', 'native', 'token'], kind: 'string' },
   RTA_SERVER_MODE: { path: ['server', 'mode'], kind: 'string' },
   RTA_APP_THREADS: { path: ['server', 'appThreads'], kind: 'int' },
   RTA_SHED_AFTER_MICROS: { path: ['server', 'shedAfterMicros'], kind: 'int' },

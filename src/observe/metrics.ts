@@ -172,6 +172,7 @@ const INPUT_REFUSAL_REASONS = [
   'id_out_of_range',
   'invalid_json',
   'unauthorized',
+  'forbidden_address',
   'invalid_request',
 ];
 

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Metrics } from '../observe/metrics.js';
 import { refuse } from './media-route.js';
 import { RELOAD_TARGETS, type ReloadTarget } from './reload.js';
+import { secretCheck } from './secret.js';
 import type { Uws } from './uws.js';
 
 /**
@@ -62,14 +62,8 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
     .any('/*', guarded((res, req) => refuse(res, metrics, '404 Not Found', 'not_found', `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}`, false)));
 }
 
-/**
- * Compares digests, not the strings: timingSafeEqual needs equal lengths, and a digest of either side has them,
- * so neither the token's content nor its length leaks through the time a refusal takes.
- */
 function bearerCheck(token: string | null): (header: string) => boolean {
-  if (token === null) return () => true;
-  const expected = createHash('sha256').update(`Bearer ${token}`).digest();
-  return (header) => timingSafeEqual(createHash('sha256').update(header).digest(), expected);
+  return token === null ? () => true : secretCheck(`Bearer ${token}`);
 }
 
 function reply(res: HttpResponse, status: string, contentType: string, body: string): void {

@@ -1,6 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Config } from '../config.js';
 import type { Runtime } from './boot.js';
+import { mediaAccess } from './media-access.js';
 import { mediaRoute, refuse } from './media-route.js';
 import type { Uws } from './uws.js';
 
@@ -8,7 +9,10 @@ import type { Uws } from './uws.js';
 export function createMediaApp(uws: Uws, runtime: Runtime, config: Config): TemplatedApp {
   const { metrics } = runtime;
   const app = uws.App();
-  for (const [path, adapter] of runtime.routes) app.any(path, mediaRoute(adapter, runtime.engine, config.server, metrics));
+  for (const [path, adapter] of runtime.routes) {
+    const access = mediaAccess(path, config.server.mediaAuth[adapter.name as keyof Config['server']['mediaAuth']]);
+    app.any(access.routePath, mediaRoute(adapter, runtime.engine, config.server, metrics, access));
+  }
   app.get('/healthz', (res) => {
     res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'text/plain').end('ok\n'));
   });

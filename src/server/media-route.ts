@@ -4,6 +4,7 @@ import type { DecisionSink, Engine, RequestStage } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
 import type { BidContext, Decision, EncodedReply, MediaAdapter } from '../engine/types.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { MediaAccess } from './media-access.js';
 
 /**
  * The request lifecycle on a media route: method and size checks, body collection, adapter decode, the engine,
@@ -42,7 +43,7 @@ const turn = {
  */
 export const inFlight = { count: 0, draining: false, lastStartedAt: 0 };
 
-export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics) {
+export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics, access: MediaAccess) {
   const processing = metrics.processingSeconds.slot({ media: adapter.name });
   const refusedIds = metrics.refusedDeviceIds.labels(adapter.name);
   const testRequests = metrics.testRequests.labels(adapter.name);
@@ -56,6 +57,12 @@ export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteL
   const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs };
 
   return (res: HttpResponse, req: HttpRequest): void => {
+    const refusal = access.refusal(res, req);
+    if (refusal !== null) {
+      // A caller that is not ours gets no second try on this connection.
+      refuse(res, metrics, refusal.status, refusal.reason, refusal.message, true);
+      return;
+    }
     if (req.getMethod() !== 'post') {
       refuse(res, metrics, '405 Method Not Allowed', 'method_not_allowed', `use POST for ${req.getUrl()}`, false, 'POST');
       return;

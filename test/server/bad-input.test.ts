@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEngine, type EngineProcess } from '../support/engine-process.js';
+import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { chunkedBody, RawConnection, rawPost, type RawReply } from '../support/raw-http.js';
 import { loadPersonas, metricSum, native, requestFor, scrape, tencent, waitForMetric } from '../support/rta-client.js';
 
@@ -12,7 +12,7 @@ import { loadPersonas, metricSum, native, requestFor, scrape, tencent, waitForMe
 
 const MAX_BODY_BYTES = 2048;
 // Latency is not under test here (see tencent.test.ts); the body limit is.
-const ENGINE_ENV = { RTA_MAX_BODY_BYTES: String(MAX_BODY_BYTES), RTA_SCORE_DEADLINE_MICROS: '50000' };
+const ENGINE_ENV = { RTA_MAX_BODY_BYTES: String(MAX_BODY_BYTES), ...DECISIONS_ENV };
 
 const personas = loadPersonas();
 const prime = personas.prime_prospect[0]!;

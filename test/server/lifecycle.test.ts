@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { REPO_ROOT, runEngineExpectingFailure, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { DECISIONS_ENV, REPO_ROOT, runEngineExpectingFailure, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { RawConnection, rawPost } from '../support/raw-http.js';
 import { loadPersonas, manifestModelVersion, metricSum, requestFor, scrape, send, tencent } from '../support/rta-client.js';
 
@@ -17,7 +17,7 @@ const personas = loadPersonas();
 let engine: EngineProcess;
 
 beforeAll(async () => {
-  engine = await startEngine({ RTA_SCORE_DEADLINE_MICROS: '50000' });
+  engine = await startEngine(DECISIONS_ENV);
 });
 
 afterAll(async () => {
@@ -146,7 +146,7 @@ describe('SIGTERM', () => {
 
 describe('SIGTERM under load', () => {
   test('answers every request already sent on an open connection, closing each connection after its reply', async () => {
-    const loaded = await startEngine({ RTA_SCORE_DEADLINE_MICROS: '50000' });
+    const loaded = await startEngine(DECISIONS_ENV);
     const body = tencent.encodeRequest(requestFor(personas.prime_prospect[0]!)).body;
     let answered = 0;
     let sent = 0;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DeviceIdKind } from '../../src/engine/types.js';
 import { loadProto } from '../../src/media/protobuf.js';
-import { startEngine, type EngineProcess } from '../support/engine-process.js';
+import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { loadPersonas, loadStrategyFile, manifestModelVersion, metricSum, native, post, requestFor, scrape, type PersonaDevice } from '../support/rta-client.js';
 
 /**
@@ -9,8 +9,6 @@ import { loadPersonas, loadStrategyFile, manifestModelVersion, metricSum, native
  * or snake_case keys) for people debugging. The reply's encoding follows the request's.
  */
 
-// Decisions, not latency, are under test: see tencent.test.ts.
-const ENGINE_ENV = { RTA_SCORE_DEADLINE_MICROS: '50000' };
 
 interface Decision {
   strategyId: string;
@@ -43,7 +41,7 @@ const ROUTE = '/rta/v1';
 let engine: EngineProcess;
 
 beforeAll(async () => {
-  engine = await startEngine(ENGINE_ENV);
+  engine = await startEngine(DECISIONS_ENV);
 });
 
 afterAll(async () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DeviceIdKind } from '../../src/engine/types.js';
 import { nativeClient } from '../../src/media/native/client.js';
 import { hashRawDeviceId } from '../../src/store/device-key.js';
-import { REPO_ROOT, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { DECISIONS_ENV, REPO_ROOT, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { metricSum } from '../support/rta-client.js';
 
 /**
@@ -39,7 +39,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ scoring: { manifest: join(dir, 'manifest.json'), watchManifest: false } }));
   // Loading new models blocks each serving thread for some tens of milliseconds (README, "Hot reload"); a deadline
   // longer than that keeps this test about versions, not about deadline fallbacks.
-  engine = await startEngine({ RTA_CONFIG: join(dir, 'config.json'), RTA_SCORE_DEADLINE_MICROS: '50000' });
+  engine = await startEngine({ RTA_CONFIG: join(dir, 'config.json'), ...DECISIONS_ENV });
 });
 
 afterAll(async () => {

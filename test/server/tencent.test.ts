@@ -5,7 +5,7 @@ import { DEVICE_ID_KIND_NAMES, DeviceIdKind } from '../../src/engine/types.js';
 import { lastBytesField, loadProto, withBytesField } from '../../src/media/protobuf.js';
 import type { SimulatedRequest } from '../../src/media/simulated-request.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
-import { startEngine, type EngineProcess } from '../support/engine-process.js';
+import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { loadPersonas, loadStrategyFile, metricSum, post, requestFor, scrape, send, tencent, type PersonaDevice } from '../support/rta-client.js';
 
 /**
@@ -13,9 +13,6 @@ import { loadPersonas, loadStrategyFile, metricSum, post, requestFor, scrape, se
  * as the platform reads them. Expected answers come from the demo personas and data/strategies.json.
  */
 
-// Decisions, not latency, are under test here: a generous deadline keeps a busy machine from turning a take into
-// a deadline fallback (deadline.test.ts covers that path on purpose).
-const ENGINE_ENV = { RTA_SCORE_DEADLINE_MICROS: '50000' };
 
 interface TargetInfo {
   out_target_id: string;
@@ -56,7 +53,7 @@ const RtaRequest = proto.lookupType('tencent.ad.rta.RtaRequest');
 let engine: EngineProcess;
 
 beforeAll(async () => {
-  engine = await startEngine(ENGINE_ENV);
+  engine = await startEngine(DECISIONS_ENV);
 });
 
 afterAll(async () => {

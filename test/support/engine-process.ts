@@ -9,6 +9,12 @@ import { once } from 'node:events';
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
 const MAIN = `${REPO_ROOT}dist/server/main.js`;
 
+/**
+ * For tests of decisions rather than latency: a deadline far above any scoring time and no load shedding, so a busy
+ * machine cannot turn a decision into a fallback or a shed reply (deadline.test.ts and shedding.test.ts test those).
+ */
+export const DECISIONS_ENV = { RTA_SCORE_DEADLINE_MICROS: '50000', RTA_SHED_AFTER_MICROS: '0' } as const;
+
 export interface EngineProcess {
   mediaUrl: string;
   adminUrl: string;
