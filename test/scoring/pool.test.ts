@@ -1,6 +1,8 @@
+import { once } from 'node:events';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Piscina } from 'piscina';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DEFAULT_MANIFEST_PATH } from '../../src/scoring/manifest.js';
 import { ScoringPool, type ScoringJob } from '../../src/scoring/pool.js';
@@ -41,6 +43,8 @@ class RecordingJob implements ScoringJob {
   deadlineCalls = 0;
   /** Batches out at a worker when onDeadline ran: 1 means the deadline timer answered, not the late result. */
   inFlightAtDeadline = -1;
+  /** performance.now() at the first answer. */
+  answeredAt = NaN;
   readonly answered: Promise<void>;
   private answer!: () => void;
 
@@ -56,12 +60,14 @@ class RecordingJob implements ScoringJob {
   }
 
   onScored(scores: Float32Array, offset: number): void {
+    this.answeredAt ||= performance.now();
     this.scoredCalls++;
     this.scores = scores.slice(offset, offset + 4);
     this.answer();
   }
 
   onDeadline(): void {
+    this.answeredAt ||= performance.now();
     this.deadlineCalls++;
     this.inFlightAtDeadline = this.pool?.batchesInFlight ?? -1;
     this.answer();
@@ -220,5 +226,94 @@ describe('failures and shutdown', () => {
     const manifest = join(scratch, 'manifest.json');
     writeFileSync(manifest, JSON.stringify({ profileSchemaVersion: 1, models: [] }));
     expect(() => new ScoringPool({ manifestPath: manifest, threads: 1, maxBatch: 8 })).toThrow(/manifest\.json: models: /);
+  });
+});
+
+describe('a worker killed mid-batch', () => {
+  const expected = inlineScores();
+  /**
+   * The pool keeps its piscina private; it is reached here only to end one of its real threads the way a crash
+   * would (a native fault, a thread out of heap), and to hear piscina say that the replacement is ready.
+   */
+  const piscinaOf = (pool: ScoringPool) => (pool as unknown as { piscina: Piscina }).piscina;
+
+  async function startedPool(maxBatch: number): Promise<ScoringPool> {
+    const pool = new ScoringPool({ manifestPath: DEFAULT_MANIFEST_PATH, threads: 1, maxBatch });
+    const warmUp = new RecordingJob(0, generous());
+    pool.submit(warmUp);
+    await warmUp.answered;
+    return pool;
+  }
+
+  async function expectScoresAgain(pool: ScoringPool): Promise<void> {
+    const later = devices.map((_, i) => new RecordingJob(i, generous()));
+    for (const job of later) pool.submit(job);
+    await Promise.all(later.map((job) => job.answered));
+    later.forEach((job, i) => expect(job.scores).toEqual(expected[i]));
+  }
+
+  test('its batch gets onDeadline as soon as the worker is gone, long before the deadline; a new worker scores the next', async () => {
+    const pool = await startedPool(4096);
+    try {
+      const piscina = piscinaOf(pool);
+      const [worker] = piscina.threads;
+      // So far off that the deadline timer cannot be what answers: the lost batch must be.
+      const deadline = performance.now() + 30_000;
+      // 4000 records keep the only worker busy for tens of milliseconds (see the deadline tests).
+      const jobs = Array.from({ length: 4000 }, (_, i) => new RecordingJob(i % devices.length, deadline, pool));
+      for (const job of jobs) pool.submit(job);
+      await nextTurn();
+      expect(pool.batchesInFlight).toBe(1);
+      const replaced = once(piscina, 'workerCreate');
+      const killedAt = performance.now();
+      await worker!.terminate();
+      await Promise.all(jobs.map((job) => job.answered));
+      const slowestMs = Math.max(...jobs.map((job) => job.answeredAt)) - killedAt;
+      console.log(`killed mid-batch: ${jobs.length} jobs answered with onDeadline within ${slowestMs.toFixed(1)} ms of terminate()`);
+      expect(slowestMs).toBeLessThan(5_000);
+      for (const job of jobs) {
+        expect(job.deadlineCalls).toBe(1);
+        expect(job.scoredCalls).toBe(0);
+      }
+      expect(pool).toMatchObject({ workerErrors: 1, deadlineMisses: 0, queueDepth: 0, batchesInFlight: 0 });
+      expect(pool.lastWorkerError?.message).toMatch(/^worker exited with code/);
+
+      await replaced;
+      expect(piscina.threads).toHaveLength(1);
+      expect(piscina.threads[0]).not.toBe(worker);
+      await expectScoresAgain(pool);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('jobs that arrive while the replacement starts are each answered once, by their deadline, and never again', async () => {
+    const pool = await startedPool(64);
+    try {
+      const piscina = piscinaOf(pool);
+      const replaced = once(piscina, 'workerCreate');
+      await piscina.threads[0]!.terminate();
+      // The replacement loads and compiles four models before it takes work; these batches wait for it meanwhile.
+      const deadline = performance.now() + 100;
+      const waiting = Array.from({ length: 150 }, (_, i) => new RecordingJob(i % devices.length, deadline, pool));
+      for (const job of waiting) pool.submit(job);
+      await Promise.all(waiting.map((job) => job.answered));
+      const latestMs = Math.max(...waiting.map((job) => job.answeredAt)) - deadline;
+      console.log(`while the replacement started: ${waiting.filter((job) => job.scoredCalls === 1).length} of ${waiting.length} jobs scored, the last answer ${latestMs.toFixed(1)} ms after the deadline`);
+      // A timer's lateness on a busy machine, not a wait for the replacement (hundreds of milliseconds here).
+      expect(latestMs).toBeLessThan(250);
+      for (const job of waiting) {
+        expect(job.deadlineCalls + job.scoredCalls).toBe(1);
+        if (job.scoredCalls === 1) expect(job.scores).toEqual(expected[job.device]);
+      }
+
+      await replaced;
+      await until(() => pool.batchesInFlight === 0);
+      for (const job of waiting) expect(job.deadlineCalls + job.scoredCalls).toBe(1);
+      expect(pool.queueDepth).toBe(0);
+      await expectScoresAgain(pool);
+    } finally {
+      await pool.close();
+    }
   });
 });

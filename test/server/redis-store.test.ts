@@ -1,13 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DecisionCode } from '../../src/engine/types.js';
-import { layoutStampKey, layoutStampOf } from '../../src/store/redis-client.js';
-import { loadProfileSchema } from '../../src/store/profile-schema.js';
-import { loadSnapshot } from '../../src/store/snapshot.js';
-import { REPO_ROOT, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
+import { personaDeviceBase, writeDeviceBase } from '../support/redis-devices.js';
 import { REDIS_SERVER_FOUND, startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { loadPersonas, requestFor, scrape, metricSum, send, tencent } from '../support/rta-client.js';
 
@@ -15,7 +12,6 @@ import { loadPersonas, requestFor, scrape, metricSum, send, tencent } from '../s
  * The engine with its device profiles in a real Redis (store.kind "redis"): the same decisions as the embedded
  * store for the devices Redis holds, and still an answer for everyone when Redis goes away.
  */
-const PREFIX = 'rta:dev:';
 let redis: RedisServer;
 let engine: EngineProcess;
 let configFile: string | undefined;
@@ -25,27 +21,13 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on the Redis device store', () => {
   beforeAll(async () => {
     redis = await startRedisServer();
     // Only the persona devices go into Redis: enough to tell stored from unknown devices, and fast to load.
-    const profile = loadProfileSchema(`${REPO_ROOT}data/profile-schema.json`);
-    const { store } = loadSnapshot(`${REPO_ROOT}data/generated/devices.snapshot`, profile);
-    const client = new Redis({ port: redis.port, host: '127.0.0.1' });
-    for (const name of ['prime_prospect', 'dormant_approved', 'active_borrower', 'blacklisted', 'high_risk'] as const) {
-      for (const device of personas[name]) {
-        for (const id of device.ids) {
-          const key = Buffer.from(id.md5, 'hex');
-          const offset = store.find(key, 0);
-          expect(offset, `${name} ${id.md5} is in the demo snapshot`).toBeGreaterThanOrEqual(0);
-          await client.set(Buffer.concat([Buffer.from(PREFIX), key]), Buffer.from(store.records.subarray(offset, offset + store.recordBytes)));
-        }
-      }
-    }
-    await client.set(layoutStampKey(PREFIX), JSON.stringify(layoutStampOf(profile)));
-    client.disconnect();
+    await writeDeviceBase(redis, personaDeviceBase(['prime_prospect', 'dormant_approved', 'active_borrower', 'blacklisted', 'high_risk']));
     // Generous time budgets: this test is about which profile decides, not about timing on a busy machine (a lookup
     // over budget is decided as an unknown device, which is tested below with Redis gone).
     const dir = mkdtempSync(join(tmpdir(), 'rta-redis-engine-'));
     configFile = join(dir, 'config.json');
     writeFileSync(configFile, JSON.stringify({ store: { kind: 'redis', redis: { url: redis.url, lookupBudgetMicros: 50_000 } } }));
-    engine = await startEngine({ RTA_CONFIG: configFile, RTA_SCORE_DEADLINE_MICROS: '50000' });
+    engine = await startEngine({ RTA_CONFIG: configFile, ...DECISIONS_ENV });
   });
 
   afterAll(async () => {

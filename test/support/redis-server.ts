@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,13 @@ export interface RedisServer {
   url: string;
   /** SIGKILL: the server vanishes mid-conversation, as in a crash. */
   kill(): Promise<void>;
+  /**
+   * SIGSTOP: the server stalls with every connection open, as in a long fork, swap storm or slow command, until
+   * resume(); the test decides when it ends instead of guessing a duration (CLIENT PAUSE ALL in Redis 7.0 also
+   * holds the UNPAUSE that would end it early).
+   */
+  pause(): Promise<void>;
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -67,15 +74,33 @@ export async function startRedisServer(options: { port?: number; cluster?: boole
     });
   });
   await ready;
+  let paused = false;
   const end = async (signal: NodeJS.Signals) => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill(signal);
+      // A stopped process keeps a SIGTERM pending until it runs again.
+      if (paused) child.kill('SIGCONT');
       await once(child, 'exit');
     }
     running.delete(child);
     rmSync(dir, { recursive: true, force: true });
   };
-  return { port, url: `redis://127.0.0.1:${port}`, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    kill: () => end('SIGKILL'),
+    async pause() {
+      child.kill('SIGSTOP');
+      paused = true;
+      // The kernel stops the process on its own time; until then it may still answer a command.
+      while (!/^\d+ \(.*\) T/.test(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))) await new Promise((resolve) => setTimeout(resolve, 1));
+    },
+    resume() {
+      child.kill('SIGCONT');
+      paused = false;
+    },
+    stop: () => end('SIGTERM'),
+  };
 }
 
 export interface RedisClusterServers {

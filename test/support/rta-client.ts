@@ -5,6 +5,7 @@ import { MEDIA_CLIENTS } from '../../src/media/clients.js';
 import type { MediaClient, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { hashRawDeviceId } from '../../src/store/device-key.js';
 import { REPO_ROOT, type EngineProcess } from './engine-process.js';
+import { RawConnection, rawPost } from './raw-http.js';
 
 /**
  * The media side of the integration tests: demo personas as the platform would hash them, requests encoded by our
@@ -120,6 +121,107 @@ export async function waitForMetric(engine: EngineProcess, metric: string, label
     const value = metricSum(await scrape(engine), metric, labels);
     if (value >= atLeast || Date.now() > giveUpAt) return value;
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export interface LoadReply {
+  status: number;
+  /** The reply as the media reads it; undefined when the status is not 200. */
+  decoded: Record<string, unknown> | undefined;
+  /** Client-observed, from writing the request to its complete reply. */
+  roundTripMs: number;
+  /** performance.now() when the reply was complete. */
+  at: number;
+}
+
+interface ReplyWaiter {
+  predicate: (reply: LoadReply) => boolean;
+  resolve: (reply: LoadReply) => void;
+}
+
+/**
+ * Load over keep-alive connections: each connection sends its next request `pauseMs` after its last reply is
+ * complete (at once by default: a closed loop at the engine's maximum), until stop() or `maxRequests` requests in all. A reply that does not come within readReply's timeout
+ * (3 s) fails the load: a request the engine holds on to is exactly what fault tests look for.
+ */
+export class KeepAliveLoad {
+  readonly replies: LoadReply[] = [];
+  private sent = 0;
+  private stopping = false;
+  private waiters: ReplyWaiter[] = [];
+  private readonly running: Promise<void>;
+
+  private constructor(
+    private readonly client: MediaClient,
+    connections: RawConnection[],
+    private readonly request: (n: number) => SimulatedRequest,
+    private readonly maxRequests: number,
+    private readonly pauseMs: number,
+  ) {
+    this.running = Promise.all(connections.map((connection) => this.drive(connection))).then(() => undefined);
+    // Surfaced by done() or next(); this keeps a failure before either is awaited from being unhandled.
+    this.running.catch(() => {});
+  }
+
+  static async start(
+    engine: EngineProcess,
+    client: MediaClient,
+    options: { connections: number; request: (n: number) => SimulatedRequest; maxRequests?: number; pauseMs?: number },
+  ): Promise<KeepAliveLoad> {
+    const connections = await Promise.all(Array.from({ length: options.connections }, () => RawConnection.open(engine.mediaUrl)));
+    return new KeepAliveLoad(client, connections, options.request, options.maxRequests ?? Infinity, options.pauseMs ?? 0);
+  }
+
+  /** The first reply completed from now on that satisfies `predicate`. */
+  next(predicate: (reply: LoadReply) => boolean, timeoutMs = 10_000): Promise<LoadReply> {
+    let timer: NodeJS.Timeout | undefined;
+    let waiter: ReplyWaiter | undefined;
+    const seen = new Promise<LoadReply>((resolve, reject) => {
+      waiter = { predicate, resolve };
+      this.waiters.push(waiter);
+      timer = setTimeout(() => reject(new Error(`no such reply within ${timeoutMs} ms (${this.replies.length} replies so far)`)), timeoutMs);
+    });
+    const ended = this.running.then(() => {
+      throw new Error(`the load ended before such a reply (${this.replies.length} replies)`);
+    });
+    return Promise.race([seen, ended]).finally(() => {
+      clearTimeout(timer);
+      this.waiters = this.waiters.filter((w) => w !== waiter);
+    });
+  }
+
+  /** Every reply, once each connection's last request is answered (after maxRequests, or stop()). */
+  async done(): Promise<LoadReply[]> {
+    await this.running;
+    return this.replies;
+  }
+
+  stop(): Promise<LoadReply[]> {
+    this.stopping = true;
+    return this.done();
+  }
+
+  private async drive(connection: RawConnection): Promise<void> {
+    try {
+      while (!this.stopping && this.sent < this.maxRequests) {
+        const { body, contentType } = this.client.encodeRequest(this.request(this.sent++));
+        const sentAt = performance.now();
+        await connection.write(rawPost(this.client.path, body, { headers: { 'Content-Type': contentType } }));
+        const raw = await connection.readReply();
+        const at = performance.now();
+        const reply: LoadReply = {
+          status: raw.status,
+          decoded: raw.status === 200 ? this.client.decodeReply(raw.body, raw.headers.get('content-type') ?? '') : undefined,
+          roundTripMs: at - sentAt,
+          at,
+        };
+        this.replies.push(reply);
+        for (const waiter of this.waiters) if (waiter.predicate(reply)) waiter.resolve(reply);
+        if (this.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, this.pauseMs));
+      }
+    } finally {
+      connection.destroy();
+    }
   }
 }
 
