@@ -1,6 +1,7 @@
 /**
  * The worst stall a reload causes, seen from the media's side: fixed-rate (open-loop) traffic against the engine,
- * windows without reloads and windows with a models and a strategies reload every second, client-side latency of
+ * windows without reloads and windows with a models and a strategies reload every second (shedding off, so a
+ * stalled thread shows as waiting, not as shed replies), client-side latency of
  * each (from the scheduled send, so a request that waited behind a blocked thread counts its whole wait).
  *
  *   npm run bench:reload [-- --rate 4000 --seconds 8 --rounds 3 --baseline REV]
@@ -76,7 +77,7 @@ if (values.baseline) {
 try {
   for (let round = 0; round < rounds; round++) {
     for (const target of targets) {
-      const server = await startServer('engine', { cpus: null, engineEnv: {}, cpuProfileDir: null, root: target.root });
+      const server = await startServer('engine', { cpus: null, engineEnv: { RTA_SHED_AFTER_MICROS: '0' }, cpuProfileDir: null, root: target.root });
       const client = new OpenLoopClient(server.host, server.port, 64, traffic.requests);
       try {
         await window(server, client, false, 1000 + round);

@@ -18,8 +18,9 @@ import { coveringRows } from './xgboost-coverage.js';
  * Trees are cut into chunks, one generated function each, because V8 optimises a function only below a bytecode
  * size and its optimising compile time grows faster than the function. On the 300-tree demo model, chunks of 300 to
  * 3000 nodes ran equally fast once optimised; at 3000 a single chunk took 200 ms to optimise, at 1500 about 70 ms.
+ * A serving thread that reloads parses one chunk at a time without yielding: at 1500 nodes that took 2-3 ms.
  */
-const MAX_NODES_PER_CHUNK = 1500;
+const MAX_NODES_PER_CHUNK = 750;
 
 /**
  * How often a new chunk runs its covering rows before serving: V8 starts recording what a function sees only after
@@ -87,10 +88,14 @@ function chunkSource(trees: readonly XgboostTree[], featureCount: number): Fores
   return { source, rows: coveringRows(trees, featureCount) };
 }
 
-function compileChunk({ source, rows }: ForestChunk, featureCount: number): ChunkFunction {
+/** Compiles one chunk, then runs its warm-up passes, yielding after each: a thread that serves waits one pass at most. */
+function* compileChunk({ source, rows }: ForestChunk, featureCount: number): Generator<void, ChunkFunction> {
   const chunk = new Function(source)() as ChunkFunction;
   const count = rows.length / featureCount;
-  for (let pass = 0; pass < WARM_UP_PASSES; pass++) chunk(rows, count, featureCount, new Float32Array(count));
+  for (let pass = 0; pass < WARM_UP_PASSES; pass++) {
+    yield;
+    chunk(rows, count, featureCount, new Float32Array(count));
+  }
   return chunk;
 }
 
@@ -148,11 +153,11 @@ export function prepareTrees(trees: readonly XgboostTree[], featureCount: number
   return { featureCount, baseMargin, logistic, chunks: chunkTrees(trees).map((chunk) => chunkSource(chunk, featureCount)) };
 }
 
-/** Compiles and warms up one chunk per step, so a thread that serves can yield between chunks. */
+/** Compiles and warms up a chunk at a time, in steps, so a thread that serves can yield between them. */
 export function* compileForest(prepared: PreparedForest): Generator<void, CompiledModel> {
   const chunks: ChunkFunction[] = [];
   for (const chunk of prepared.chunks) {
-    chunks.push(compileChunk(chunk, prepared.featureCount));
+    chunks.push(yield* compileChunk(chunk, prepared.featureCount));
     yield;
   }
   return new GeneratedForest(prepared, chunks);
