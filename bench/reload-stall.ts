@@ -32,6 +32,8 @@ const log = (message: string) => console.error(`[reload] ${message}`);
 
 interface Window {
   reloads: number;
+  /** The worst event-loop delay a serving thread reported for its reloads (builds that report it); ms. */
+  worstDelayMillis: number;
   refused: number;
   non200: number;
   errors: number;
@@ -41,6 +43,7 @@ interface Window {
 async function window(server: RunningServer, client: OpenLoopClient, withReloads: boolean, seed: number): Promise<Window> {
   let reloads = 0;
   let refused = 0;
+  let worstDelayMillis = NaN;
   let running = true;
   const reloading = (async () => {
     for (let i = 0; withReloads && running; i++) {
@@ -48,15 +51,20 @@ async function window(server: RunningServer, client: OpenLoopClient, withReloads
       if (!running) break;
       const target = i % 2 === 0 ? 'models' : 'strategies';
       const reply = await fetch(`${server.adminUrl}/reload/${target}`, { method: 'POST' });
-      await reply.text();
-      if (reply.status === 200) reloads++;
-      else refused++;
+      const text = await reply.text();
+      if (reply.status !== 200) {
+        refused++;
+        continue;
+      }
+      reloads++;
+      const reported = (JSON.parse(text) as { worstDelayMillis?: number }).worstDelayMillis;
+      if (reported !== undefined) worstDelayMillis = Math.max(reported, Number.isNaN(worstDelayMillis) ? 0 : worstDelayMillis);
     }
   })();
   const result = await client.runAt({ rate, durationSeconds: seconds, seed, graceSeconds: 5 }, true);
   running = false;
   await reloading;
-  return { reloads, refused, non200: result.non200, errors: result.errors + result.timeouts, latency: result.latency };
+  return { reloads, worstDelayMillis, refused, non200: result.non200, errors: result.errors + result.timeouts, latency: result.latency };
 }
 
 interface Target {
@@ -97,8 +105,8 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`Reload stall at ${rate} requests/s offered (open loop, 64 connections), ${seconds} s windows, ${rounds} rounds; client-side latency in us, median of the rounds`);
-console.log('| build | window | reloads | non-200 | errors | p99 | p99.9 | max (median) | max (worst) |');
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| build | window | reloads | worst thread delay, ms (reported) | non-200 | errors | p99 | p99.9 | max (median) | max (worst) |');
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const target of targets) {
   for (const [name, windows] of Object.entries(target.windows)) {
     const sum = (pick: (w: Window) => number) => windows.reduce((a, w) => a + pick(w), 0);
@@ -106,6 +114,7 @@ for (const target of targets) {
       target.name,
       name,
       sum((w) => w.reloads),
+      windows.some((w) => !Number.isNaN(w.worstDelayMillis)) ? Math.max(...windows.map((w) => w.worstDelayMillis).filter((d) => !Number.isNaN(d))) : 'n/a',
       sum((w) => w.non200),
       sum((w) => w.errors),
       median(windows.map((w) => w.latency.p99)),

@@ -1,6 +1,5 @@
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../store/profile-schema.js';
-import { compileModels, loadManifestModels, readManifest, type LoadedModel, type ModelManifest } from './manifest.js';
-import { prepareModelsOffThread } from './prepare.js';
+import { compileModels, loadManifestModels, readManifest, type LoadedModel, type ModelManifest, type PreparedModels } from './manifest.js';
 
 /**
  * A micro-batch as it travels to a worker and back: `count` devices, their records copied from the store, whether
@@ -53,11 +52,10 @@ export class BatchScorer {
   }
 
   /**
-   * For a thread that serves: the models are prepared on a thread of their own, then compiled here one step per
-   * macrotask, so requests keep being answered between the steps.
+   * For a thread that serves: models prepared on a thread of their own (prepareModelsOffThread) are compiled here
+   * one step per macrotask, so requests keep being answered between the steps.
    */
-  static async compile(manifestPath: string, profileSchemaPath: string): Promise<BatchScorer> {
-    const prepared = await prepareModelsOffThread(manifestPath, profileSchemaPath);
+  static async compile(prepared: PreparedModels, profileSchemaPath: string): Promise<BatchScorer> {
     const steps = compileModels(prepared, loadProfileSchema(profileSchemaPath));
     for (let step = steps.next(); ; step = steps.next()) {
       if (step.done) return new BatchScorer({ manifest: prepared.manifest, models: step.value }, profileSchemaPath);

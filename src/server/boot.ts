@@ -9,6 +9,7 @@ import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { InlineScorer } from '../scoring/inline-scorer.js';
 import { ScoringPool, type ScoringJob } from '../scoring/pool.js';
+import type { PreparedModels } from '../scoring/manifest.js';
 import { prepareModelsOffThread } from '../scoring/prepare.js';
 import { BatchScorer } from '../scoring/scorer.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
@@ -108,6 +109,8 @@ export async function loadModelsAndStrategies(
   store: EmbeddedDeviceStore | null,
   profile: ProfileSchema,
   thread: number | undefined,
+  /** Models already prepared (by the main thread, for every serving thread); otherwise prepared here, off-thread. */
+  prepared?: PreparedModels,
 ): Promise<{ scorer: Scorer; book: StrategyBook }> {
   const { manifest } = config.scoring;
   const { profileSchema } = config.store;
@@ -115,10 +118,10 @@ export async function loadModelsAndStrategies(
   if (scoring === 'pool') {
     // The workers parse the model files themselves; checked off this serving thread first, so a bad file is refused
     // with its own message before any worker starts.
-    await prepareModelsOffThread(manifest, profileSchema);
+    if (!prepared) await prepareModelsOffThread(manifest, profileSchema);
     scorer = new ScoringPool({ manifestPath: manifest, profileSchemaPath: profileSchema, threads: config.scoring.threads, maxBatch: config.scoring.maxBatch });
   } else {
-    scorer = new InlineScorer(await BatchScorer.compile(manifest, profileSchema));
+    scorer = new InlineScorer(await BatchScorer.compile(prepared ?? (await prepareModelsOffThread(manifest, profileSchema)), profileSchema));
   }
   try {
     const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);

@@ -6,7 +6,7 @@ import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { watch } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { basename, dirname } from 'node:path';
-import { readManifest } from '../scoring/manifest.js';
+import { readManifest, type PreparedModels } from '../scoring/manifest.js';
 import { prepareModelsOffThread } from '../scoring/prepare.js';
 import type { ScoringPool } from '../scoring/pool.js';
 import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
@@ -143,17 +143,19 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
     refreshGauges() {},
     async reload(target) {
       let store: SharedDeviceStoreBuffers | undefined;
+      let models: PreparedModels | undefined;
       try {
         if (target === 'devices' && config.store.kind === 'redis') throw new Error('devices live in Redis (store.kind "redis"): load them with load-redis; nothing to reload here');
         if (target === 'devices') store = loadDeviceStore(config, profile).shareBuffers();
-        // Checked here first, so a bad file is refused before any thread starts loading it.
-        else await checkModelsAndStrategies(config, profile, target);
+        // Checked here first, so a bad file is refused before any thread starts loading it; models are prepared once
+        // for every thread.
+        else models = await checkModelsAndStrategies(config, profile, target);
       } catch (err) {
         metrics.reloads.inc({ target, result: 'refused' });
         throw err;
       }
       if (store) metrics.devicesLoaded.set(store.deviceCount);
-      return threads.reload(target, store);
+      return threads.reload(target, { store, models });
     },
     stop: () => threads.stop(),
   };
@@ -183,11 +185,13 @@ function serialise<A, R>(run: (arg: A) => Promise<R>): (arg: A) => Promise<R> {
 
 /**
  * Checks the files a models or strategies reload would load, to refuse bad ones with their own message: the model
- * files only for a models reload (off this thread), the strategy book against the manifest's model names.
+ * files only for a models reload (prepared off this thread, and returned for the serving threads to compile), the
+ * strategy book against the manifest's model names.
  */
-async function checkModelsAndStrategies(config: Config, profile: ProfileSchema, target: 'models' | 'strategies'): Promise<void> {
-  const manifest = target === 'models' ? (await prepareModelsOffThread(config.scoring.manifest, config.store.profileSchema)).manifest : readManifest(config.scoring.manifest, profile);
-  loadStrategyBook(config.strategies, profile, manifest.modelNames);
+async function checkModelsAndStrategies(config: Config, profile: ProfileSchema, target: 'models' | 'strategies'): Promise<PreparedModels | undefined> {
+  const models = target === 'models' ? await prepareModelsOffThread(config.scoring.manifest, config.store.profileSchema) : undefined;
+  loadStrategyBook(config.strategies, profile, (models?.manifest ?? readManifest(config.scoring.manifest, profile)).modelNames);
+  return models;
 }
 
 /**

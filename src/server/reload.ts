@@ -1,5 +1,7 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Config } from '../config.js';
 import { log } from '../observe/log.js';
+import type { PreparedModels } from '../scoring/manifest.js';
 import { EmbeddedDeviceStore } from '../store/embedded.js';
 import { loadStrategyBook } from '../strategy/book.js';
 import { loadDeviceStore, loadModelsAndStrategies, showModelVersions, type Runtime, type Scorer } from './boot.js';
@@ -12,15 +14,23 @@ import { loadDeviceStore, loadModelsAndStrategies, showModelVersions, type Runti
 export const RELOAD_TARGETS = ['models', 'strategies', 'devices'] as const;
 export type ReloadTarget = (typeof RELOAD_TARGETS)[number];
 
-export async function reloadRuntime(runtime: Runtime, config: Config, target: ReloadTarget, sharedStore?: EmbeddedDeviceStore): Promise<Record<string, unknown>> {
+export async function reloadRuntime(
+  runtime: Runtime,
+  config: Config,
+  target: ReloadTarget,
+  shared: { store?: EmbeddedDeviceStore | undefined; models?: PreparedModels | undefined } = {},
+): Promise<Record<string, unknown>> {
   const { engine, metrics } = runtime;
   const old = engine.parts;
   const started = performance.now();
+  // The reload's cost to this thread's requests: the longest the event loop was held up while it ran (1 ms steps).
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
   let summary: Record<string, unknown>;
   try {
     if (target === 'devices') {
       if (config.store.kind === 'redis') throw new Error('devices live in Redis (store.kind "redis"): load them with load-redis; nothing to reload here');
-      const store = sharedStore ?? loadDeviceStore(config, runtime.profile);
+      const store = shared.store ?? loadDeviceStore(config, runtime.profile);
       engine.swap({ store });
       metrics.devicesLoaded.set(store.deviceCount);
       summary = { devices: store.deviceCount };
@@ -30,7 +40,7 @@ export async function reloadRuntime(runtime: Runtime, config: Config, target: Re
       summary = { bidding: book.bidStrategyIds };
     } else {
       const store = old.store instanceof EmbeddedDeviceStore ? old.store : null;
-      const { scorer, book } = await loadModelsAndStrategies(config, runtime.scoring, store, runtime.profile, runtime.thread);
+      const { scorer, book } = await loadModelsAndStrategies(config, runtime.scoring, store, runtime.profile, runtime.thread, shared.models);
       engine.swap({ scorer, book });
       showModelVersions(metrics, scorer.modelVersion);
       // A pool finishes the batches already at its workers before it stops.
@@ -40,9 +50,12 @@ export async function reloadRuntime(runtime: Runtime, config: Config, target: Re
   } catch (err) {
     metrics.reloads.inc({ target, result: 'refused' });
     throw err;
+  } finally {
+    delay.disable();
   }
   metrics.reloads.inc({ target, result: 'swapped' });
   const millis = Math.round(performance.now() - started);
-  log('info', 'reloaded', { thread: runtime.thread, target, millis, ...summary });
-  return { ...summary, millis };
+  const worstDelayMillis = Math.round(delay.max / 1e5) / 10;
+  log('info', 'reloaded', { thread: runtime.thread, target, millis, worstDelayMillis, ...summary });
+  return { ...summary, millis, worstDelayMillis };
 }

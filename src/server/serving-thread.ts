@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../config.js';
+import type { PreparedModels } from '../scoring/manifest.js';
 import { log } from '../observe/log.js';
 import { EmbeddedDeviceStore, type SharedDeviceStoreBuffers } from '../store/embedded.js';
 import { loadProfileSchema } from '../store/profile-schema.js';
@@ -26,7 +27,7 @@ export interface ServingThreadData {
 
 export type ToServingThread =
   | { type: 'metrics'; id: number }
-  | { type: 'reload'; id: number; target: ReloadTarget; store?: SharedDeviceStoreBuffers }
+  | { type: 'reload'; id: number; target: ReloadTarget; store?: SharedDeviceStoreBuffers; models?: PreparedModels }
   | { type: 'stop' };
 export type FromServingThread =
   | { type: 'listening'; port: number }
@@ -74,7 +75,7 @@ try {
       void runtime.metrics.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
     } else if (message.type === 'reload') {
       const store = message.store ? EmbeddedDeviceStore.open(message.store, runtime.profile) : undefined;
-      reloadRuntime(runtime, config, message.target, store).then(
+      reloadRuntime(runtime, config, message.target, { store, models: message.models }).then(
         (summary) => send({ type: 'reloaded', id: message.id, summary }),
         (err: Error) => send({ type: 'reloaded', id: message.id, error: err.message }),
       );

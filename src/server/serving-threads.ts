@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry } from 'prom-client';
 import { log } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { PreparedModels } from '../scoring/manifest.js';
 import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
 import type { ReloadTarget } from './reload.js';
 import type { FromServingThread, ServingThreadData, ToServingThread } from './serving-thread.js';
@@ -62,13 +63,14 @@ export class ServingThreads {
   }
 
   /** One thread at a time, so the others keep serving while one loads; rejects with the first thread's refusal. */
-  async reload(target: ReloadTarget, store?: SharedDeviceStoreBuffers): Promise<Record<string, unknown>> {
-    if (store) this.store = store;
+  async reload(target: ReloadTarget, shared: { store?: SharedDeviceStoreBuffers | undefined; models?: PreparedModels | undefined }): Promise<Record<string, unknown>> {
+    if (shared.store) this.store = shared.store;
     const results: ReloadResult[] = [];
-    for (const thread of [...this.threads]) results.push(await thread.reload(target, store));
+    for (const thread of [...this.threads]) results.push(await thread.reload(target, shared));
     const failed = results.find((r) => r.error !== undefined);
     if (failed) throw new Error(failed.error);
-    return results[0]!.summary!;
+    // The same part everywhere; only the cost differs by thread, and the worst one is what the media saw.
+    return { ...results[0]!.summary!, worstDelayMillis: Math.max(...results.map((r) => Number(r.summary!.worstDelayMillis))) };
   }
 
   /** Drains every thread; resolves with the requests they left unfinished. */
@@ -163,9 +165,12 @@ class ServingThread {
     return answer?.type === 'metrics' ? answer.metrics : null;
   }
 
-  async reload(target: ReloadTarget, store?: SharedDeviceStoreBuffers): Promise<ReloadResult> {
+  async reload(target: ReloadTarget, shared: { store?: SharedDeviceStoreBuffers | undefined; models?: PreparedModels | undefined }): Promise<ReloadResult> {
     const id = this.nextId++;
-    const answer = await this.ask(store ? { type: 'reload', id, target, store } : { type: 'reload', id, target });
+    const message: Extract<ToServingThread, { type: 'reload' }> = { type: 'reload', id, target };
+    if (shared.store) message.store = shared.store;
+    if (shared.models) message.models = shared.models;
+    const answer = await this.ask(message);
     if (answer?.type === 'reloaded') return answer;
     // Its replacement loads the files as they are now, so it serves what this reload asked for.
     return { error: `serving thread exited during the ${target} reload` };
