@@ -92,7 +92,7 @@ for (const [shedding, env] of [
       const total = Object.keys(outcomes).reduce((sum, k) => sum + delta(k), 0);
       // The processing histogram counts shed requests too; they are the fast ones, so this p99 is of all replies
       // whenever fewer than 1 % were shed, and an upper bound on the decided ones' p99 otherwise.
-      const buckets = bucketDelta(histogramBuckets(after, 'rta_request_processing_seconds_bucket'), histogramBuckets(before, 'rta_request_processing_seconds_bucket'));
+      const buckets = bucketDelta(histogramBuckets(after, 'rta_request_processing_seconds'), histogramBuckets(before, 'rta_request_processing_seconds'));
       rows.push({
         shedding,
         connections,

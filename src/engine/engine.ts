@@ -4,7 +4,7 @@ import type { ScoringJob } from '../scoring/pool.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
 import type { StrategyBook, StrategyMask, StrategyOutcome } from '../strategy/book.js';
 import type { DeviceView } from '../strategy/device-view.js';
-import { DecisionCode, type BidContext, type Decision, type DeviceIdKind } from './types.js';
+import { DecisionCode, SHED_REASON, type BidContext, type Decision, type DeviceIdKind } from './types.js';
 import { DEVICE_ID_KIND_NAMES } from './types.js';
 
 /**
@@ -73,8 +73,6 @@ const REASON_BY_CODE: Record<number, string> = {
 };
 /** The outcome of a request answered with the fallback because something threw while deciding it. */
 export const ERROR_FALLBACK_REASON = 'error_fallback';
-/** The outcome of a request answered unscored because its serving thread was overloaded (see `shed`). */
-export const SHED_REASON = 'shed';
 const CODE_BY_EXCLUSION = {
   existing_borrower: DecisionCode.EXISTING_BORROWER,
   blacklisted: DecisionCode.BLACKLISTED,

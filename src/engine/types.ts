@@ -73,6 +73,9 @@ export interface BidContext {
   wantsJson: boolean;
 }
 
+/** The outcome of a request answered unscored because its serving thread was overloaded (see Engine.shed). */
+export const SHED_REASON = 'shed';
+
 /** Why a device was not taken. The numbers go on the wire as `code` and are documented in the README. */
 export const DecisionCode = {
   TAKE: 0,
@@ -137,6 +140,12 @@ export interface MediaAdapter {
   /** Throws InputError for anything that is not a valid request. */
   decode(body: Uint8Array, contentType: string): BidContext;
   encode(context: BidContext, decision: Decision): EncodedReply;
+  /**
+   * Under overload: the media's well-formed decline for this body (the request id echoed, a ping still a ping,
+   * `cacheTtlSeconds` as the cache time), made without decoding the request; null when the protocol needs a decode
+   * for that (then the engine's shed decision is encoded as usual). Throws InputError for bytes that are no request.
+   */
+  shed(body: Uint8Array, contentType: string, cacheTtlSeconds: number): EncodedReply | null;
 }
 
 export interface EncodedReply {

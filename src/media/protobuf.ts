@@ -76,6 +76,23 @@ export function lastBytesField(message: Uint8Array, field: number): Uint8Array |
   return found;
 }
 
+/**
+ * For bytes that passed checkWire: the last value of length-delimited field `idField` (a view into `message`, or
+ * null) and whether varint field `flagField` was last set non-zero. What a shed answer needs, without decoding.
+ */
+export function scanIdAndFlag(message: Uint8Array, idField: number, flagField: number): { id: Uint8Array | null; flag: boolean } {
+  let id: Uint8Array | null = null;
+  let flag = false;
+  const reader = protobuf.Reader.create(message);
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag === ((idField << 3) | 2)) id = reader.bytes();
+    else if (tag === flagField << 3) flag = reader.bool();
+    else reader.skipType(tag & 7);
+  }
+  return { id, flag };
+}
+
 /** `message` with length-delimited field `field` holding `bytes` written ahead of its other fields. */
 export function withBytesField(field: number, bytes: Uint8Array, message: Uint8Array): Uint8Array {
   const writer = protobuf.Writer.create();

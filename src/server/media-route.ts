@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { DecisionSink, Engine, RequestStage } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
-import type { BidContext, Decision, EncodedReply, MediaAdapter } from '../engine/types.js';
+import { SHED_REASON, type BidContext, type Decision, type EncodedReply, type MediaAdapter } from '../engine/types.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { MediaAccess } from './media-access.js';
 
@@ -156,6 +156,8 @@ class MediaRequest implements DecisionSink {
   private decide(bytes: Uint8Array): void {
     this.receivedAt = inFlight.lastStartedAt = performance.now();
     const { adapter, engine } = this.shared;
+    const late = turn.age(this.receivedAt) > this.shared.shedAfterMs;
+    if (late && this.shedUndecoded(bytes)) return;
     let context: BidContext;
     try {
       context = adapter.decode(bytes, this.contentType);
@@ -166,8 +168,30 @@ class MediaRequest implements DecisionSink {
     }
     if (context.refusedDeviceIds > 0) this.shared.refusedIds.inc(context.refusedDeviceIds);
     if (context.isTest) this.shared.testRequests.inc();
-    if (turn.age(this.receivedAt) > this.shared.shedAfterMs) engine.shed(context, this);
+    if (late) engine.shed(context, this);
     else engine.handle(context, this, this.receivedAt);
+  }
+
+  /**
+   * The cheapest answer to a late request: the adapter's decline made from the body without decoding it. False when
+   * the protocol cannot (the request is then decoded and shed by the engine).
+   */
+  private shedUndecoded(bytes: Uint8Array): boolean {
+    const { adapter, engine, metrics, processing } = this.shared;
+    let reply: EncodedReply | null;
+    try {
+      reply = adapter.shed(bytes, this.contentType, engine.parts.book.cacheTtlSeconds.fallback);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      this.refuse('400 Bad Request', err.reason, err.message, false);
+      return true;
+    }
+    if (reply === null) return false;
+    this.write(reply);
+    metrics.processingSeconds.observe(processing, (performance.now() - this.receivedAt) / 1000);
+    metrics.requests.add(this.shared.outcomeSlot(SHED_REASON));
+    this.settle();
+    return true;
   }
 
   deliver(context: BidContext, decision: Decision): void {

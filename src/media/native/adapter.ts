@@ -1,8 +1,11 @@
+import protobuf from 'protobufjs';
 import { z } from 'zod';
 import { InputError } from '../../engine/errors.js';
 import {
+  DecisionCode,
   DEVICE_ID_KIND_NAMES,
   Os,
+  SHED_REASON,
   type AdAdjustment,
   type BidContext,
   type CandidateAd,
@@ -16,7 +19,8 @@ import {
   type StrategyDecision,
 } from '../../engine/types.js';
 import { addDeviceId } from '../device-ids.js';
-import { decodeStrict, loadProto, strictType, uint64ToNumber, type Uint64 } from '../protobuf.js';
+import { decodeStrict, loadProto, scanIdAndFlag, strictType, uint64ToNumber, type Uint64 } from '../protobuf.js';
+import { checkWire } from '../wire-check.js';
 
 /**
  * Our own protocol (proto/rta/v1/native.proto) for every media other than Tencent and for tools. Protobuf by
@@ -59,6 +63,22 @@ export const nativeAdapter: MediaAdapter = {
   decode(body: Uint8Array, contentType: string): BidContext {
     if (IS_JSON.test(contentType)) return toBidContext(parseJsonRequest(body), true);
     return toBidContext(decodeStrict<NativeRequestMessage>(NativeRequest, body), false);
+  },
+
+  /** Protobuf only: a JSON body is text that must be parsed to find its id, so it is shed through a decode. */
+  shed(body: Uint8Array, contentType: string, cacheTtlSeconds: number): EncodedReply | null {
+    if (IS_JSON.test(contentType)) return null;
+    checkWire(NativeRequest.rule, body);
+    // NativeRequest: request_id 1, is_ping 3; NativeResponse: request_id 1, code 2, reason 3, cache_ttl_seconds 6.
+    const { id, flag: isPing } = scanIdAndFlag(body, 1, 3);
+    const writer = protobuf.Writer.create();
+    if (id !== null) writer.uint32((1 << 3) | 2).bytes(id);
+    if (!isPing) {
+      writer.uint32(2 << 3).uint32(DecisionCode.DEADLINE_FALLBACK);
+      writer.uint32((3 << 3) | 2).string(SHED_REASON);
+      writer.uint32(6 << 3).uint32(cacheTtlSeconds);
+    }
+    return { body: writer.finish(), contentType: PROTOBUF_CONTENT_TYPE };
   },
 
   encode(context: BidContext, decision: Decision): EncodedReply {

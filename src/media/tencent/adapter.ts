@@ -1,3 +1,4 @@
+import protobuf from 'protobufjs';
 import {
   DecisionCode,
   DeviceIdKind,
@@ -14,7 +15,8 @@ import {
   type StrategyDecision,
 } from '../../engine/types.js';
 import { addDeviceId } from '../device-ids.js';
-import { decodeStrict, lastBytesField, loadProto, strictType, uint64ToNumber, withBytesField, type Uint64 } from '../protobuf.js';
+import { decodeStrict, lastBytesField, loadProto, scanIdAndFlag, strictType, uint64ToNumber, withBytesField, type Uint64 } from '../protobuf.js';
+import { checkWire } from '../wire-check.js';
 
 /** Tencent Ads RTA (shared/protocols/tencent-rta.md): proto2 `tencent.ad.rta` over a plain POST body. */
 
@@ -144,6 +146,16 @@ export const tencentAdapter: MediaAdapter = {
     };
   },
 
+  shed(body: Uint8Array, _contentType: string, cacheTtlSeconds: number): EncodedReply {
+    checkWire(RtaRequest.rule, body);
+    const { id, flag: isPing } = scanIdAndFlag(body, REQUEST_ID_FIELD, IS_PING_FIELD);
+    const writer = protobuf.Writer.create();
+    if (id !== null) writer.uint32(tag(REQUEST_ID_FIELD, 2)).bytes(id);
+    writer.uint32(tag(CODE_FIELD, 0)).uint32(isPing ? DecisionCode.TAKE : DecisionCode.DEADLINE_FALLBACK);
+    if (!isPing) writer.uint32(tag(CACHE_TIME_FIELD, 0)).uint32(cacheTtlSeconds);
+    return { body: writer.finish(), contentType: CONTENT_TYPE };
+  },
+
   encode(context: BidContext, decision: Decision): EncodedReply {
     if (context.isPing) return reply(context, { request_id: context.requestId, code: DecisionCode.TAKE });
     const message: RtaResponseFields = {
@@ -226,7 +238,12 @@ function toCreativeResult(creative: CreativeAdjustment): { creative_id: number; 
     : { creative_id: creative.creativeId };
 }
 
+/** Field numbers of the shed answer, written by hand (see `shed`): RtaRequest.id and is_ping, RtaResponse's own. */
 const REQUEST_ID_FIELD = 1;
+const IS_PING_FIELD = 2;
+const CODE_FIELD = 2;
+const CACHE_TIME_FIELD = 7;
+const tag = (field: number, wireType: number) => (field << 3) | wireType;
 
 function reply(context: BidContext, message: RtaResponseFields): EncodedReply {
   if (context.requestIdBytes === null) return { body: RtaResponse.encode(message).finish(), contentType: CONTENT_TYPE };
