@@ -18,9 +18,10 @@ import { coveringRows } from './xgboost-coverage.js';
  * Trees are cut into chunks, one generated function each, because V8 optimises a function only below a bytecode
  * size and its optimising compile time grows faster than the function. On the 300-tree demo model, chunks of 300 to
  * 3000 nodes ran equally fast once optimised; at 3000 a single chunk took 200 ms to optimise, at 1500 about 70 ms.
- * A serving thread that reloads parses one chunk at a time without yielding: at 1500 nodes that took 2-3 ms.
+ * A serving thread that reloads parses one chunk at a time without yielding: at 1500 nodes that took 2-3 ms (750
+ * would halve it, at 2,800 more instructions per scored request: more chunks reload the same features).
  */
-const MAX_NODES_PER_CHUNK = 750;
+const MAX_NODES_PER_CHUNK = 1500;
 
 /**
  * How often a new chunk runs its covering rows before serving: V8 starts recording what a function sees only after
