@@ -37,7 +37,8 @@ const turn = {
   },
   /** Milliseconds since the turn's first request; 0 for the first. Over-reads by at most IDLE_GAP_MS. */
   age(now: number): number {
-    if (turn.ended || now - turn.lastAt > IDLE_GAP_MS) {
+    // With the end asked for, the turn is known to go on: a gap then is the thread descheduled, not idle.
+    if (turn.ended || (!turn.endArmed && now - turn.lastAt > IDLE_GAP_MS)) {
       turn.startedAt = now;
       turn.ended = false;
     } else if (!turn.endArmed) {

@@ -15,6 +15,8 @@ import { loadPersonas, loadStrategyFile, metricSum, native, post, requestFor, sc
 const engineEnv = (fallback: 'reject' | 'neutral', mode: 'scoring-pool' | 'app-per-thread') => ({
   RTA_SERVER_MODE: mode,
   RTA_SCORE_DEADLINE_MICROS: '1',
+  // Under test is the late score's answer; a shed answer looks alike (code 6) for another reason.
+  RTA_SHED_AFTER_MICROS: '0',
   RTA_FALLBACK: fallback,
 });
 

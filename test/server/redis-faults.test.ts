@@ -44,10 +44,7 @@ const request = (n: number) => requestFor(borrowers[n % borrowers.length]!);
  * when a busy machine held it past the scoring deadline, the fallback.
  */
 const found = (reply: LoadReply) => reply.decoded?.reason === 'existing_borrower';
-/** Answered by the engine's overload shedding, on a machine busy enough to make it shed: never looked up. */
-const shed = (reply: LoadReply) => reply.decoded?.reason === 'shed';
-const lookedUp = (replies: LoadReply[]) => replies.filter((reply) => !shed(reply));
-const ANSWERS = new Set(['existing_borrower', 'take', 'deadline_fallback', 'shed']);
+const ANSWERS = new Set(['existing_borrower', 'take', 'deadline_fallback']);
 
 function expectAnsweredWithinBudget(replies: LoadReply[]): void {
   expect(replies.filter((r) => r.status !== 200)).toEqual([]);
@@ -62,7 +59,7 @@ function figures(label: string, replies: LoadReply[], extra: Record<string, numb
   const server = replies.map((r) => Number(r.decoded?.processing_time_us ?? 0)).sort((a, b) => a - b);
   console.log(
     `${label}: ${replies.length} replies, ${replies.filter(found).length} from Redis, ` +
-      `${replies.filter((r) => r.decoded?.reason === 'deadline_fallback').length} deadline fallbacks, ${replies.filter(shed).length} shed; round trip p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, ` +
+      `${replies.filter((r) => r.decoded?.reason === 'deadline_fallback').length} deadline fallbacks; round trip p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, ` +
       `max ${at(1)} ms; server-side p99 ${server[Math.floor(0.99 * server.length)]} us, max ${server.at(-1)} us${Object.entries(extra).map(([k, v]) => `; ${k} ${v}`).join('')}`,
   );
 }
@@ -71,7 +68,7 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
   let redis: RedisServer;
   let engine: EngineProcess;
   let dir: string | undefined;
-  /** With the hot tier off, every request that was not shed is one Redis lookup. */
+  /** With the hot tier off (and load shedding off), every request is one Redis lookup. */
   let lookups = 0;
 
   /** A scrape whose Redis counters (reported once a second by each thread) include every lookup so far. */
@@ -99,9 +96,11 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
       RTA_CONFIG: configFile,
       RTA_APP_THREADS: String(SERVING_THREADS),
       RTA_SCORE_DEADLINE_MICROS: String(SCORE_DEADLINE_MS * 1000),
+      // Overload shedding answers without a lookup; these tests count lookups.
+      RTA_SHED_AFTER_MICROS: '0',
     });
     const healthy = await (await KeepAliveLoad.start(engine, native, { ...LOAD, request, maxRequests: 200 })).done();
-    lookups += lookedUp(healthy).length;
+    lookups += healthy.length;
     expect(healthy.some(found)).toBe(true);
     expectAnsweredWithinBudget(healthy);
     figures('healthy', healthy);
@@ -128,7 +127,7 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
         expect(await waitForMetric(engine, 'rta_redis_failures_total', { reason: 'unavailable' }, unavailable, 10_000)).toBeGreaterThanOrEqual(unavailable);
       } finally {
         stalled = await load.stop();
-        lookups += lookedUp(stalled).length;
+        lookups += stalled.length;
       }
       // Scraped while the server is still stopped: no round trip sent to it can have been answered yet.
       after = await settledScrape();
@@ -138,8 +137,8 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
     const resumedAt = performance.now();
     expect(stalled.filter(found)).toEqual([]);
     expectAnsweredWithinBudget(stalled);
-    expect(delta(after, 'rta_redis_failures_total')).toBe(lookedUp(stalled).length);
-    expect(delta(after, 'rta_device_lookups_total', { result: 'unknown' })).toBe(lookedUp(stalled).length);
+    expect(delta(after, 'rta_redis_failures_total')).toBe(stalled.length);
+    expect(delta(after, 'rta_device_lookups_total', { result: 'unknown' })).toBe(stalled.length);
     for (const reason of ['timeout', 'shed', 'unavailable']) expect(delta(after, 'rta_redis_failures_total', { reason }), reason).toBeGreaterThan(0);
     expect(delta(after, 'rta_redis_round_trips_total')).toBeLessThanOrEqual(SERVING_THREADS * MAX_PENDING_ROUND_TRIPS);
     expect(metricSum(after, 'rta_redis_connected')).toBe(0);
@@ -152,7 +151,7 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
       expect(await waitForMetric(engine, 'rta_redis_connected', {}, 1)).toBe(1);
     } finally {
       recovered = await load.stop();
-      lookups += lookedUp(recovered).length;
+      lookups += recovered.length;
     }
     expectAnsweredWithinBudget(recovered);
     figures('stalled', stalled, {
@@ -190,7 +189,7 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
       expect(await waitForMetric(engine, 'rta_redis_connected', {}, 1)).toBe(1);
     } finally {
       replies = await load.stop();
-      lookups += lookedUp(replies).length;
+      lookups += replies.length;
     }
     expectAnsweredWithinBudget(replies);
     const outage = replies.filter((r) => r.at >= firstUnknown.at && r.at < firstFound.at);
@@ -198,7 +197,7 @@ describe.skipIf(!REDIS_SERVER_FOUND)('engine on Redis that stalls, dies and come
 
     // Every lookup asked Redis: each reply not decided by the stored profile is an unknown device. Those of the outage
     // are failures; the restarted server may also have answered "no such key" before the devices were written back.
-    const notFound = lookedUp(replies).filter((r) => !found(r)).length;
+    const notFound = replies.filter((r) => !found(r)).length;
     const unknownBefore = metricSum(before, 'rta_device_lookups_total', { result: 'unknown' });
     const after = await settledScrape();
     expect(metricSum(after, 'rta_device_lookups_total', { result: 'unknown' }) - unknownBefore).toBe(notFound);
