@@ -181,9 +181,13 @@ const INPUT_REFUSAL_REASONS = [
  * (prom-client's nodejs_eventloop_lag_seconds only sees the main thread). Quantiles since the previous scrape;
  * across threads the worst one is reported.
  */
+const SAMPLING_MS = 10;
+
 function eventLoopDelayGauge(registry: Registry) {
-  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  const histogram = monitorEventLoopDelay({ resolution: SAMPLING_MS });
   histogram.enable();
+  // The histogram records the time between its timer's runs, so the sampling interval itself is taken off.
+  const delaySeconds = (nanoseconds: number) => Math.max(0, nanoseconds / 1e9 - SAMPLING_MS / 1000);
   return new Gauge({
     name: 'rta_event_loop_delay_seconds',
     help: 'Event-loop delay of the serving thread(s) since the last scrape, by quantile (0.5, 0.99, 1 = max); the worst thread.',
@@ -191,9 +195,9 @@ function eventLoopDelayGauge(registry: Registry) {
     aggregator: 'max',
     registers: [registry],
     collect() {
-      this.set({ quantile: '0.5' }, histogram.percentile(50) / 1e9);
-      this.set({ quantile: '0.99' }, histogram.percentile(99) / 1e9);
-      this.set({ quantile: '1' }, histogram.max / 1e9);
+      this.set({ quantile: '0.5' }, delaySeconds(histogram.percentile(50)));
+      this.set({ quantile: '0.99' }, delaySeconds(histogram.percentile(99)));
+      this.set({ quantile: '1' }, delaySeconds(histogram.max));
       histogram.reset();
     },
   });
