@@ -62,23 +62,9 @@ function idOutOfRange(field: string, value: string): InputError {
 }
 
 /**
- * A copy of the bytes of the last occurrence of length-delimited field `field` at the message's top level (the one
- * a decoder keeps), or null. For bytes that passed checkWire: their structure is trusted.
- */
-export function lastBytesField(message: Uint8Array, field: number): Uint8Array | null {
-  let found: Uint8Array | null = null;
-  const reader = protobuf.Reader.create(message);
-  while (reader.pos < reader.len) {
-    const tag = reader.uint32();
-    if (tag >>> 3 === field && (tag & 7) === 2) found = new Uint8Array(reader.bytes());
-    else reader.skipType(tag & 7);
-  }
-  return found;
-}
-
-/**
- * For bytes that passed checkWire: the last value of length-delimited field `idField` (a view into `message`, or
- * null) and whether varint field `flagField` was last set non-zero. What a shed answer needs, without decoding.
+ * For bytes that passed checkWire: the last value of length-delimited field `idField` at the message's top level
+ * (the one a decoder keeps; a view into `message`, or null) and whether varint field `flagField` was last set
+ * non-zero. What a shed answer needs, without decoding; also the raw bytes of an id protobufjs could not read as text.
  */
 export function scanIdAndFlag(message: Uint8Array, idField: number, flagField: number): { id: Uint8Array | null; flag: boolean } {
   let id: Uint8Array | null = null;

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry } from 'prom-client';
 import { log } from '../observe/log.js';
@@ -18,7 +19,8 @@ const CRASH_LOOP_WINDOW_MS = 60_000;
 
 type ReloadResult = { summary?: Record<string, unknown>; error?: string };
 
-export class ServingThreads {
+/** Emits `replaced` (thread number) once a replacement listens, for whoever watches the node's capacity. */
+export class ServingThreads extends EventEmitter {
   private readonly threads: ServingThread[] = [];
   private readonly deaths: number[] = [];
   private stopping = false;
@@ -30,7 +32,9 @@ export class ServingThreads {
     private readonly metrics: Metrics,
     /** Called once the threads kept dying and the rest have drained: the engine's main exits the process. */
     private readonly onCrashLoop: () => void,
-  ) {}
+  ) {
+    super();
+  }
 
   static async start(
     data: Omit<ServingThreadData, 'thread'>,
@@ -106,6 +110,7 @@ export class ServingThreads {
       () => {
         this.showLive();
         log('info', 'serving_thread_replaced', { thread });
+        this.emit('replaced', thread);
       },
       (err: Error) => this.died(thread, { replacementFailed: err.message }),
     );

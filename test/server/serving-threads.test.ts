@@ -27,21 +27,22 @@ let module: Module;
 let threads: Threads;
 let metrics: Metrics;
 let crashLoops = 0;
+let crashLoopHandedOver: () => void;
+const crashLoop = new Promise<void>((resolve) => (crashLoopHandedOver = resolve));
 let url: string;
-
-async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Throws inside the thread's own message handler, and resolves once the thread has exited. */
 async function crash(worker: Worker): Promise<number> {
   const exited = once(worker, 'exit') as Promise<[number]>;
   worker.postMessage(null);
   return (await exited)[0];
+}
+
+/** Crashes a thread and resolves once its replacement listens. */
+async function crashAndReplace(worker: Worker): Promise<void> {
+  const replaced = once(threads, 'replaced');
+  await crash(worker);
+  await replaced;
 }
 
 const gauge = async (name: string) => metricSum(await metrics.registry.metrics(), name);
@@ -63,7 +64,10 @@ beforeAll(async () => {
   metrics = createMetrics({ processMetrics: false });
   const port = await freePort();
   url = `http://127.0.0.1:${port}/rta/tencent`;
-  threads = await module.ServingThreads.start({ config, store: store.shareBuffers(), port }, 2, metrics, () => crashLoops++);
+  threads = await module.ServingThreads.start({ config, store: store.shareBuffers(), port }, 2, metrics, () => {
+    crashLoops++;
+    crashLoopHandedOver();
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -75,31 +79,32 @@ describe('serving thread supervision', () => {
     expect(await gauge('rta_serving_threads')).toBe(2);
     const dying = threads.workers[0]!;
     const survivor = threads.workers[1]!;
+    let replaced = once(threads, 'replaced');
     expect(await crash(dying)).toBe(1);
 
     for (let i = 0; i < 20; i++) expect(await served()).toBe(200);
     expect(await threads.exposition()).toContain('rta_serving_thread_deaths_total 1');
 
-    await until('the replacement to listen', async () => (await gauge('rta_serving_threads')) === 2);
+    expect(await replaced).toEqual([0]);
+    expect(await gauge('rta_serving_threads')).toBe(2);
     expect(threads.workers[0]).not.toBe(dying);
     expect(threads.workers[1]).toBe(survivor);
     // With the survivor gone too, the replacement alone answers (the survivor's own replacement is still loading).
+    replaced = once(threads, 'replaced');
     await crash(survivor);
     for (let i = 0; i < 20; i++) expect(await served()).toBe(200);
-    await until('the second replacement to listen', async () => (await gauge('rta_serving_threads')) === 2);
+    expect(await replaced).toEqual([1]);
     expect(crashLoops).toBe(0);
   }, 60_000);
 
   test('the fifth death within a minute is a crash loop: the rest drained and handed to the process, not replaced', async () => {
     expect(module.CRASH_LOOP_DEATHS).toBe(5);
     // Two deaths already happened in the previous test.
-    for (let death = 3; death < module.CRASH_LOOP_DEATHS; death++) {
-      await crash(threads.workers[1]!);
-      await until(`replacement ${death}`, async () => (await gauge('rta_serving_threads')) === 2);
-    }
+    for (let death = 3; death < module.CRASH_LOOP_DEATHS; death++) await crashAndReplace(threads.workers[1]!);
     expect(crashLoops).toBe(0);
     await crash(threads.workers[1]!);
-    await until('the crash loop', () => crashLoops === 1);
+    await crashLoop;
+    expect(crashLoops).toBe(1);
     expect(await gauge('rta_serving_thread_deaths_total')).toBe(module.CRASH_LOOP_DEATHS);
     // The surviving thread was drained before the hand-over: nothing listens any more.
     expect(await gauge('rta_serving_threads')).toBe(0);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { DEVICE_ID_KIND_NAMES, DeviceIdKind } from '../../src/engine/types.js';
-import { lastBytesField, loadProto, withBytesField } from '../../src/media/protobuf.js';
+import { loadProto, scanIdAndFlag, withBytesField } from '../../src/media/protobuf.js';
 import type { SimulatedRequest } from '../../src/media/simulated-request.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
@@ -252,7 +252,7 @@ describe('request ids that are not valid UTF-8', () => {
     const body = Buffer.concat([tencent.encodeRequest(request).body, withBytesField(1, id, new Uint8Array(0))]);
     const reply = await post(`${engine.mediaUrl}${tencent.path}`, body);
     expect(reply.status, reply.text).toBe(200);
-    expect(lastBytesField(reply.body, 1)).toEqual(id);
+    expect(new Uint8Array(scanIdAndFlag(reply.body, 1, 2).id!)).toEqual(id);
     const decoded = tencent.decodeReply(reply.body, reply.contentType) as unknown as TencentReply;
     expect(decoded.code).toBe(0);
     if (overrides.isPing) expect(Object.keys(decoded).sort()).toEqual(['code', 'request_id']);

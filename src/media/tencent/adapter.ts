@@ -15,7 +15,7 @@ import {
   type StrategyDecision,
 } from '../../engine/types.js';
 import { addDeviceId } from '../device-ids.js';
-import { decodeStrict, lastBytesField, loadProto, scanIdAndFlag, strictType, uint64ToNumber, withBytesField, type Uint64 } from '../protobuf.js';
+import { decodeStrict, loadProto, scanIdAndFlag, strictType, uint64ToNumber, withBytesField, type Uint64 } from '../protobuf.js';
 import { checkWire } from '../wire-check.js';
 
 /** Tencent Ads RTA (shared/protocols/tencent-rta.md): proto2 `tencent.ad.rta` over a plain POST body. */
@@ -133,7 +133,7 @@ export const tencentAdapter: MediaAdapter = {
       media: 'tencent',
       requestId: request.id,
       // protobufjs reads invalid UTF-8 as U+FFFD: only then are the id's bytes looked up again.
-      requestIdBytes: request.id.includes('\uFFFD') ? lastBytesField(body, REQUEST_ID_FIELD) : null,
+      requestIdBytes: request.id.includes('\uFFFD') ? copyOf(scanIdAndFlag(body, REQUEST_ID_FIELD, IS_PING_FIELD).id) : null,
       isPing: request.is_ping,
       isTest: request.is_test,
       os,
@@ -244,6 +244,8 @@ const IS_PING_FIELD = 2;
 const CODE_FIELD = 2;
 const CACHE_TIME_FIELD = 7;
 const tag = (field: number, wireType: number) => (field << 3) | wireType;
+/** The body's memory may be reused once its callback returns; the context outlives it. */
+const copyOf = (bytes: Uint8Array | null) => (bytes === null ? null : new Uint8Array(bytes));
 
 function reply(context: BidContext, message: RtaResponseFields): EncodedReply {
   if (context.requestIdBytes === null) return { body: RtaResponse.encode(message).finish(), contentType: CONTENT_TYPE };
