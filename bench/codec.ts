@@ -61,6 +61,7 @@ const decision: Decision = {
   experimentTagName: 'ctrl',
   processingTimeUs: 850,
   modelVersion: 'apply@3,risk@7',
+  bookVersion: '3f9a1c2b7d4e',
 };
 
 const tencentContext: BidContext = tencentAdapter.decode(tencentBytes, '');

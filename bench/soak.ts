@@ -39,6 +39,8 @@ interface Minute {
   delayMs: number;
   p99Ms: number;
   failed: number;
+  /** Which kind of failure, when there were some: non-200 replies, connection errors, replies not back in time. */
+  failures: string;
 }
 const rows: Minute[] = [];
 try {
@@ -49,9 +51,18 @@ try {
   console.log('|---:|---:|---:|---:|---:|---:|');
   for (let minute = 1; minute <= minutes; minute++) {
     const result = await client.runAt({ rate, durationSeconds: 60, seed: 100 + minute, graceSeconds: 5 }, true);
-    const row = { minute, rssMiB: rssMiB(), fds: fds(), delayMs: Math.round((await worstDelayMs()) * 10) / 10, p99Ms: Math.round(result.latency.p99 / 100) / 10, failed: result.non200 + result.errors + result.timeouts };
+    const failures = Object.entries({ 'non-200': result.non200, errors: result.errors, timeouts: result.timeouts }).filter(([, n]) => n > 0);
+    const row = {
+      minute,
+      rssMiB: rssMiB(),
+      fds: fds(),
+      delayMs: Math.round((await worstDelayMs()) * 10) / 10,
+      p99Ms: Math.round(result.latency.p99 / 100) / 10,
+      failed: result.non200 + result.errors + result.timeouts,
+      failures: failures.map(([kind, n]) => `${n} ${kind}`).join(', '),
+    };
     rows.push(row);
-    console.log(`| ${row.minute} | ${row.rssMiB} | ${row.fds} | ${row.delayMs} | ${row.p99Ms} | ${row.failed} |`);
+    console.log(`| ${row.minute} | ${row.rssMiB} | ${row.fds} | ${row.delayMs} | ${row.p99Ms} | ${row.failed}${row.failures ? ` (${row.failures})` : ''} |`);
   }
 } finally {
   client.close();

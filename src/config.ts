@@ -73,6 +73,8 @@ const configSchema = z
         shedAfterMicros: z.number().int().min(0).max(1_000_000).default(1_000),
         /** On SIGTERM, how long in-flight requests may take before the process exits anyway. */
         drainTimeoutMs: z.number().int().min(0).max(60_000).default(5_000),
+        /** Larger admin bodies (a strategy book sent to POST /books) get 413. */
+        adminMaxBodyBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(4 * 1024 * 1024),
       })
       .strict()
       .prefault({})
@@ -122,6 +124,28 @@ const configSchema = z
         path: ['redis'],
       }),
     strategies: z.string().default('data/strategies.json'),
+    /** Every version of the strategy book and who applied it when, for audit and rollback (strategy/versions.ts). */
+    strategyHistory: z.string().default('data/book-history'),
+    /** One record per decision (proto/log/decision_log.proto), written per serving thread off the request path. */
+    decisionLog: z
+      .object({
+        enabled: z.boolean().default(true),
+        dir: z.string().default('data/decision-log'),
+        /** A thread's records are written a block at a time; a record that finds every block full is dropped, counted. */
+        blockBytes: z.number().int().min(16_384).max(16_777_216).default(262_144),
+        blocks: z.number().int().min(2).max(1024).default(16),
+        /** A block is written when full or after this long, whichever comes first. */
+        flushMillis: z.number().int().min(10).max(60_000).default(500),
+        /** A file is closed and a new one started past this size. */
+        maxFileBytes: z.number().int().min(65_536).default(67_108_864),
+        /** The node's files together; the oldest are deleted past it (shared evenly by the serving threads). */
+        maxTotalBytes: z.number().int().min(65_536).default(1_073_741_824),
+        /** Share of decisions whose raw request and reply bytes are kept in the record. */
+        rawSampleRate: z.number().min(0).max(1).default(0.001),
+      })
+      .strict()
+      .prefault({})
+      .refine((log) => log.maxFileBytes <= log.maxTotalBytes, { message: 'maxFileBytes must not exceed maxTotalBytes', path: ['maxFileBytes'] }),
   })
   .strict();
 
@@ -134,7 +158,7 @@ export function adminNeedsToken(server: { adminHost: string; adminAuth: 'off-loo
 }
 
 /** Environment variables that override one config path each. */
-const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'string' }> = {
+const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | 'boolean' | 'string' }> = {
   HOST: { path: ['server', 'host'], kind: 'string' },
   PORT: { path: ['server', 'port'], kind: 'int' },
   ADMIN_HOST: { path: ['server', 'adminHost'], kind: 'string' },
@@ -155,6 +179,10 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'string' }> 
   RTA_DEVICE_SNAPSHOT: { path: ['store', 'snapshot'], kind: 'string' },
   RTA_STORE_KIND: { path: ['store', 'kind'], kind: 'string' },
   RTA_REDIS_URL: { path: ['store', 'redis', 'url'], kind: 'string' },
+  RTA_STRATEGY_HISTORY: { path: ['strategyHistory'], kind: 'string' },
+  RTA_DECISION_LOG: { path: ['decisionLog', 'enabled'], kind: 'boolean' },
+  RTA_DECISION_LOG_DIR: { path: ['decisionLog', 'dir'], kind: 'string' },
+  RTA_DECISION_LOG_RAW_SAMPLE: { path: ['decisionLog', 'rawSampleRate'], kind: 'number' },
 };
 
 /** Sets raw[a][b]...= value, creating missing sections; a section of the wrong type is left for the schema to refuse. */
@@ -194,10 +222,16 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   for (const [name, { path, kind }] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    let parsed: string | number = value;
+    let parsed: string | number | boolean = value;
     if (kind === 'int') {
       if (!/^\d+$/.test(value)) throw new ConfigError(`environment ${name}="${value}": expected a whole number`);
       parsed = Number(value);
+    } else if (kind === 'number') {
+      if (!/^\d+(\.\d+)?(e-?\d+)?$/.test(value)) throw new ConfigError(`environment ${name}="${value}": expected a number`);
+      parsed = Number(value);
+    } else if (kind === 'boolean') {
+      if (value !== 'on' && value !== 'off') throw new ConfigError(`environment ${name}="${value}": expected on or off`);
+      parsed = value === 'on';
     }
     setPath(raw, path, parsed);
   }
@@ -212,5 +246,7 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   config.store.snapshot = fromRoot(config.store.snapshot);
   config.store.profileSchema = fromRoot(config.store.profileSchema);
   config.strategies = fromRoot(config.strategies);
+  config.strategyHistory = fromRoot(config.strategyHistory);
+  config.decisionLog.dir = fromRoot(config.decisionLog.dir);
   return config;
 }

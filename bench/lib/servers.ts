@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
@@ -67,10 +67,15 @@ export async function startServer(kind: ServerKind, options: ServerOptions): Pro
   let argv = command(kind, options);
   if (options.wrap) argv = options.wrap(argv);
   if (options.cpus !== null) argv.unshift('taskset', '-c', options.cpus);
-  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', ...(kind === 'bare' ? {} : options.engineEnv) };
+  // The decision log stays on, as in production, but writes to a folder of the run's own, never the checkout's data/.
+  const decisionLogDir = mkdtempSync(join(tmpdir(), 'rta-bench-decisions-'));
+  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', RTA_DECISION_LOG_DIR: decisionLogDir, ...(kind === 'bare' ? {} : options.engineEnv) };
   const child = spawn(argv[0]!, argv.slice(1), { cwd: options.root ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
-  child.once('exit', () => live.delete(child));
+  child.once('exit', () => {
+    live.delete(child);
+    rmSync(decisionLogDir, { recursive: true, force: true });
+  });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));

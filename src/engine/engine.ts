@@ -15,6 +15,7 @@ import { DEVICE_ID_KIND_NAMES } from './types.js';
 
 /** A store answering at once from memory (the embedded store). */
 export interface DeviceStore {
+  readonly version: string;
   readonly records: Uint8Array;
   /** Byte offset of the device's record in `records`, or -1. */
   find(key: Uint8Array, keyOffset: number): number;
@@ -22,6 +23,7 @@ export interface DeviceStore {
 
 /** A store whose answer arrives later (Redis): one lookup per request, every candidate key at once. */
 export interface AsyncDeviceStore {
+  readonly version: string;
   lookup(job: DeviceLookupJob): void;
 }
 
@@ -38,6 +40,26 @@ export interface Scorer {
   readonly modelNames: readonly string[];
   readonly modelVersion: string;
   submit(job: ScoringJob): void;
+}
+
+/**
+ * What the engine knew and computed for one decision, for the decision log and explain. Valid only while the
+ * decision is being delivered: the scores and the book's DecideScratch are reused by the next request.
+ */
+export interface DecisionFacts {
+  readonly parts: EngineParts;
+  /** The key the profile was found under, else the first usable key. */
+  readonly deviceKey: Uint8Array;
+  /** The device's profile record (records[recordOffset ..]); null for an unknown device. */
+  readonly records: Uint8Array | null;
+  readonly recordOffset: number;
+  /** Model scores at scores[scoresOffset + model index]; empty when no model ran. */
+  readonly scores: Float32Array;
+  readonly scoresOffset: number;
+  /** One Verdict per bidding strategy of `parts.book`. */
+  readonly mask: StrategyMask;
+  /** The exclusion that matched, or null. */
+  readonly excludedBy: string | null;
 }
 
 /** Where a decision goes: the server's in-flight request, which encodes it and writes the reply. */
@@ -179,11 +201,11 @@ export class Engine {
     request.stage = 'screen';
     const screen = book.screen(request, request.mask);
     if (screen.exclusion !== null) {
-      request.sink.deliver(request.context, this.finish(request, { ...this.noStrategies(request), exclusion: screen.exclusion }));
+      request.sink.deliver(request.context, this.finish(request, { ...this.noStrategies(), exclusion: screen.exclusion, excludedBy: screen.excludedBy }));
       return;
     }
     if (screen.candidates === 0) {
-      request.sink.deliver(request.context, this.finish(request, this.noStrategies(request)));
+      request.sink.deliver(request.context, this.finish(request, this.noStrategies()));
       return;
     }
     request.modelVersion = scorer.modelVersion;
@@ -240,28 +262,25 @@ export class Engine {
     request.modelVersion = '';
     let decision: Decision;
     if (this.parts.config.fallback === 'neutral') {
-      decision = this.finish(request, book.neutral(request.mask, request.deviceKey, 0), false);
+      decision = this.finish(request, book.neutral(request, request.mask, request.deviceKey, 0), false);
     } else {
       decision = this.reject(DecisionCode.DEADLINE_FALLBACK);
-      const arm = book.primaryArm(request.deviceKey, 0);
-      if (arm) {
-        decision.experimentTag = arm.tag;
-        decision.experimentTagName = arm.name;
-      }
     }
     decision.reason = reason;
     decision.cacheTtlSeconds = book.cacheTtlSeconds.fallback;
+    decision.bookVersion = book.version;
+    decision.facts = request;
     return decision;
   }
 
-  private noStrategies(request: PendingRequest): StrategyOutcome {
-    const arm = request.parts.book.primaryArm(request.deviceKey, 0);
-    return { exclusion: null, strategies: [], adResults: [], experimentTag: arm ? arm.tag : 0, experimentTagName: arm ? arm.name : '' };
+  private noStrategies(): StrategyOutcome {
+    return { exclusion: null, excludedBy: null, strategies: [], adResults: [], experimentTag: 0, experimentTagName: '' };
   }
 
   /** `decided` is false for a neutral fallback: its coefficients are not the book's, so they stay out of its metrics. */
   private finish(request: PendingRequest, outcome: StrategyOutcome, decided = true): Decision {
     const { book, metrics } = request.parts;
+    request.excludedBy = outcome.excludedBy;
     const code =
       outcome.exclusion !== null ? CODE_BY_EXCLUSION[outcome.exclusion] : outcome.strategies.length > 0 ? DecisionCode.TAKE : DecisionCode.NO_STRATEGY_WANTS;
     if (code === DecisionCode.TAKE && decided && !request.context.isTest) {
@@ -285,6 +304,8 @@ export class Engine {
       experimentTagName: outcome.experimentTagName,
       processingTimeUs: 0,
       modelVersion: request.modelVersion,
+      bookVersion: book.version,
+      facts: request,
     };
   }
 
@@ -299,6 +320,8 @@ export class Engine {
       experimentTagName: '',
       processingTimeUs: 0,
       modelVersion: '',
+      bookVersion: this.parts.book.version,
+      facts: null,
     };
   }
 }
@@ -316,7 +339,7 @@ function readFlags(records: Uint8Array, at: number, bytes: number): number {
  * One request between screening and its decision: the strategies' view of the device, and the scoring job whose
  * two callbacks the pool calls (exactly one of them, once).
  */
-class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob {
+class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob, DecisionFacts {
   os: number;
   records: Uint8Array | null = null;
   recordOffset = 0;
@@ -329,6 +352,7 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob {
   /** Versions of the models that scored this request ('' when none did). */
   modelVersion = '';
   stage: RequestStage = 'lookup';
+  excludedBy: string | null = null;
   readonly mask: StrategyMask;
 
   constructor(

@@ -1,3 +1,5 @@
+import type { DecisionFacts } from './engine.js';
+
 /**
  * The protocol-free vocabulary of the pipeline:
  * media bytes -> BidContext -> Profile -> Scores -> Decision -> media bytes.
@@ -132,6 +134,10 @@ export interface Decision {
   processingTimeUs: number;
   /** Versions of the models that produced the scores, e.g. "apply@3,risk@7"; empty when no model ran. */
   modelVersion: string;
+  /** The strategy book's version id (its content hash, see strategy/versions.ts) that made the decision. */
+  bookVersion: string;
+  /** How the engine got there, for the decision log and explain; null where nothing was looked at (ping, no id, shed). */
+  facts: DecisionFacts | null;
 }
 
 /** How a media adapter plugs into the pipeline. Adding a media is one folder implementing this. */

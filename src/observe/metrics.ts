@@ -96,6 +96,17 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       COEFFICIENT_BUCKETS,
       registry,
     ),
+    decisionLogRecords: new HotCounter(
+      'rta_decision_log_records_total',
+      'Decision log records by result: logged, dropped_ring_full (every block still waiting for the disk), dropped_too_large.',
+      ['result'] as const,
+      registry,
+    ),
+    decisionLogWriteErrors: new Counter({
+      name: 'rta_decision_log_write_errors_total',
+      help: 'Decision log blocks that could not be written (disk full, permissions): their records are lost.',
+      registers: [registry],
+    }),
     scoringQueueDepth: new Gauge({
       name: 'rta_scoring_queue_depth',
       help: 'Scoring jobs waiting for or running on a worker thread.',
@@ -123,6 +134,13 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       name: 'rta_model_info',
       help: 'The model versions being served (value 1).',
       labelNames: ['model', 'version'] as const,
+      aggregator: 'max',
+      registers: [registry],
+    }),
+    bookInfo: new Gauge({
+      name: 'rta_book_info',
+      help: 'The strategy book version being served (value 1): its content hash, as in GET /books on the admin port.',
+      labelNames: ['version'] as const,
       aggregator: 'max',
       registers: [registry],
     }),
@@ -161,6 +179,7 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
   for (const stage of ['lookup', 'screen', 'score', 'decide', 'encode', 'route']) metrics.requestErrors.labels(stage).inc(0);
   metrics.closedConnections.labels('unread_replies').inc(0);
   for (const result of ['known', 'unknown']) metrics.deviceLookups.slot({ result });
+  for (const result of ['logged', 'dropped_ring_full', 'dropped_too_large']) metrics.decisionLogRecords.slot({ result });
   return metrics;
 }
 

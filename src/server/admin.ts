@@ -1,5 +1,10 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { z } from 'zod';
+import { InputError } from '../engine/errors.js';
+import { explanationText, type Explanation } from '../observe/explain.js';
 import type { Metrics } from '../observe/metrics.js';
+import { BookRefused, UnknownVersion, type BookVersions } from '../strategy/versions.js';
+import { ExplainError } from './explain.js';
 import { refuse } from './media-route.js';
 import { RELOAD_TARGETS, type ReloadTarget } from './reload.js';
 import { secretCheck } from './secret.js';
@@ -8,7 +13,8 @@ import type { Uws } from './uws.js';
 /**
  * The admin port (loopback by default): Prometheus metrics and readiness. Kept off the media port so a media
  * platform can never scrape or probe it. `POST /reload/models|strategies|devices` hot-reloads that part from the
- * files the config names (the old part keeps serving if the new one is refused).
+ * files the config names (the old part keeps serving if the new one is refused). `/books` lists, shows, diffs,
+ * applies and rolls back the strategy book's versions (strategy/versions.ts).
  */
 export interface AdminHooks {
   /** Counts the admin port's own refusals. */
@@ -19,9 +25,24 @@ export interface AdminHooks {
   exposition(): Promise<string>;
   isReady(): boolean;
   reload(target: ReloadTarget): Promise<Record<string, unknown>>;
+  /** The strategy book's versions, behind the /books routes. */
+  books: BookVersions;
+  /** Larger bodies are refused (413). */
+  maxBodyBytes: number;
+  /** POST /explain: a media request (`media` given) or the device form (null), decided and explained. */
+  explain(media: string | null, body: Buffer, contentType: string): Promise<Explanation>;
 }
 
-export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload }: AdminHooks): TemplatedApp {
+const signature = {
+  author: z.string().trim().min(1, 'say who makes the change').max(200),
+  message: z.string().trim().min(1, 'say why').max(2000),
+};
+/** POST /books: a new book, with who sends it and why. */
+const proposalSchema = z.strictObject({ book: z.record(z.string(), z.unknown()), ...signature });
+/** POST /books/:id/apply. */
+const applySchema = z.strictObject(signature);
+
+export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
   const authorized = bearerCheck(token);
   const guarded =
     (handler: (res: HttpResponse, req: HttpRequest) => void) =>
@@ -59,11 +80,107 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
       else reply(res, '503 Service Unavailable', 'text/plain', 'not_ready: models, strategies or device store still loading\n');
     }))
     .get('/healthz', guarded((res) => reply(res, '200 OK', 'text/plain', 'ok\n')))
+    .get('/books', guarded((res) => bookCall(res, metrics, null, () => books.list())))
+    .get('/books/:id', guarded((res, req) => {
+      const id = req.getParameter(0);
+      bookCall(res, metrics, null, () => books.show(id));
+    }))
+    .get('/books/:id/diff/:other', guarded((res, req) => {
+      const [id, other] = [req.getParameter(0), req.getParameter(1)];
+      bookCall(res, metrics, null, () => books.diff(id, other));
+    }))
+    .post('/books', guarded((res) =>
+      bookCall(res, metrics, maxBodyBytes, (body) => {
+        const { book, ...by } = parseBody(proposalSchema, body);
+        return books.propose(book, by);
+      }),
+    ))
+    .post('/books/:id/apply', guarded((res, req) => {
+      const id = req.getParameter(0);
+      bookCall(res, metrics, maxBodyBytes, (body) => books.apply(id, parseBody(applySchema, body)));
+    }))
+    .post('/explain', guarded((res, req) => {
+      // The request object is only valid until this handler returns.
+      const media = req.getQuery('media') ?? null;
+      const contentType = req.getHeader('content-type');
+      const asText = req.getHeader('accept').includes('text/plain');
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      collectBody(res, metrics, maxBodyBytes, (body) =>
+        explain(media, body, contentType).then(
+          (explanation) => !aborted && (asText ? reply(res, '200 OK', 'text/plain', explanationText(explanation)) : reply(res, '200 OK', 'application/json', `${JSON.stringify(explanation)}\n`)),
+          (err: Error) => !aborted && refuseExplain(res, metrics, err),
+        ),
+      );
+    }))
     .any('/*', guarded((res, req) => refuse(res, metrics, '404 Not Found', 'not_found', `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}`, false)));
 }
 
 function bearerCheck(token: string | null): (header: string) => boolean {
   return token === null ? () => true : secretCheck(`Bearer ${token}`);
+}
+
+/**
+ * One book call: the body collected (up to `bodyLimit`; none for a GET), `work` run on it, its result answered as
+ * JSON or its error as the one-line refusal it stands for. Nothing is written once the client has gone.
+ */
+function bookCall(res: HttpResponse, metrics: Metrics, bodyLimit: number | null, work: (body: Buffer) => unknown): void {
+  let aborted = false;
+  res.onAborted(() => (aborted = true));
+  const run = (body: Buffer) =>
+    void Promise.resolve(body)
+      .then(work)
+      .then(
+        (result) => !aborted && reply(res, '200 OK', 'application/json', `${JSON.stringify(result)}\n`),
+        (err: Error) => !aborted && refuseBookCall(res, metrics, err),
+      );
+  if (bodyLimit === null) run(Buffer.alloc(0));
+  else collectBody(res, metrics, bodyLimit, run);
+}
+
+/** The whole body, up to `bodyLimit` bytes (a larger one is refused with 413 and its connection closed). */
+function collectBody(res: HttpResponse, metrics: Metrics, bodyLimit: number, onBody: (body: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  res.onData((chunk, isLast) => {
+    if (received > bodyLimit) return;
+    received += chunk.byteLength;
+    if (received > bodyLimit) {
+      refuse(res, metrics, '413 Payload Too Large', 'body_too_large', `body exceeds server.adminMaxBodyBytes (${bodyLimit} bytes)`, true);
+      return;
+    }
+    // uWS reuses the chunk's memory once this callback returns.
+    chunks.push(Buffer.from(chunk.slice(0)));
+    if (isLast) onBody(Buffer.concat(chunks));
+  });
+}
+
+function refuseExplain(res: HttpResponse, metrics: Metrics, err: Error): void {
+  if (err instanceof ExplainError) refuse(res, metrics, err.status, err.reason, err.message, false);
+  else reply(res, '500 Internal Server Error', 'text/plain', `explain_failed: ${err.message.replace(/\s+/g, ' ')}\n`);
+}
+
+function parseBody<T>(schema: z.ZodType<T>, body: Buffer): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new InputError('invalid_json', `body is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InputError('invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+function refuseBookCall(res: HttpResponse, metrics: Metrics, err: Error): void {
+  if (err instanceof InputError) refuse(res, metrics, '400 Bad Request', err.reason, err.message, false);
+  else if (err instanceof UnknownVersion) refuse(res, metrics, '404 Not Found', 'not_found', err.message, false);
+  // Whole, unlike refuse's one short line: the growth team fixes every error of a refused book in one round.
+  else if (err instanceof BookRefused) reply(res, '422 Unprocessable Entity', 'text/plain', `book_refused: ${err.message}\n`);
+  else reply(res, '500 Internal Server Error', 'text/plain', `book_history_failed: ${err.message.replace(/\s+/g, ' ')}\n`);
 }
 
 function reply(res: HttpResponse, status: string, contentType: string, body: string): void {

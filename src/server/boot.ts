@@ -5,6 +5,7 @@ import { MEDIA_CLIENTS } from '../media/clients.js';
 import { nativeAdapter } from '../media/native/adapter.js';
 import type { SimulatedRequest } from '../media/simulated-request.js';
 import { tencentAdapter } from '../media/tencent/adapter.js';
+import { DecisionLogRecorder } from '../observe/decision-log/recorder.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
 import { InlineScorer } from '../scoring/inline-scorer.js';
@@ -31,6 +32,8 @@ export interface Runtime {
   thread: number | undefined;
   /** Route path -> adapter; one entry per media protocol. */
   routes: ReadonlyMap<string, MediaAdapter>;
+  /** This thread's decision log; null when `decisionLog.enabled` is off. */
+  decisionLog: DecisionLogRecorder | null;
 }
 
 /** `pool`: score on a piscina pool (scoring-pool mode); `inline`: on the serving thread itself (app-per-thread). */
@@ -70,8 +73,15 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
   if (embedded) metrics.devicesLoaded.set(embedded.deviceCount);
   const { scorer, book } = await loadModelsAndStrategies(config, options.scoring, embedded, profile, options.thread);
   showModelVersions(metrics, scorer.modelVersion);
+  showBookVersion(metrics, book.version);
   const engine = new Engine({ config: config.engine, book, store, scorer, profile, metrics });
   log('info', 'request_path_warmed_up', { thread: options.thread, ...(await warmUpRequestPath(engine, embedded, metrics)) });
+  const decisionLog = config.decisionLog.enabled
+    ? await DecisionLogRecorder.open(config.decisionLog, options.thread ?? 0, metrics.decisionLogRecords, (error) => {
+        metrics.decisionLogWriteErrors.inc();
+        metrics.errorLog.report('decision_log', error);
+      })
+    : null;
   let stopTracking = () => {};
   if (store instanceof RedisDeviceStore) {
     // Counted from here: the warm-up's made-up devices are not traffic.
@@ -85,8 +95,10 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
     scoring: options.scoring,
     thread: options.thread,
     routes: MEDIA_ROUTES,
+    decisionLog,
     async close() {
       stopTracking();
+      await decisionLog?.close();
       const current = engine.parts.store;
       if (current instanceof RedisDeviceStore) await current.close();
     },
@@ -126,13 +138,18 @@ export async function loadModelsAndStrategies(
   try {
     const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
     log('info', 'models_loaded', { thread, manifest: config.scoring.manifest, models: scorer.modelVersion, scoring });
-    log('info', 'strategies_loaded', { thread, path: config.strategies, bidding: book.bidStrategyIds });
+    log('info', 'strategies_loaded', { thread, path: config.strategies, book: book.version, bidding: book.bidStrategyIds, ...(book.warnings.length > 0 ? { warnings: book.warnings } : {}) });
     log('info', 'scoring_warmed_up', { thread, ...(await warmUpScoring(scorer, store)) });
     return { scorer, book };
   } catch (err) {
     await scorer.close();
     throw err;
   }
+}
+
+export function showBookVersion(metrics: Metrics, version: string): void {
+  metrics.bookInfo.reset();
+  metrics.bookInfo.set({ version }, 1);
 }
 
 export function showModelVersions(metrics: Metrics, modelVersion: string): void {

@@ -11,9 +11,12 @@ import { prepareModelsOffThread } from '../scoring/prepare.js';
 import type { ScoringPool } from '../scoring/pool.js';
 import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
-import { loadStrategyBook } from '../strategy/book.js';
+import { compileStrategyBook, loadStrategyBook } from '../strategy/book.js';
+import { BookHistory, BookVersions } from '../strategy/versions.js';
 import { reloadRuntime, type ReloadTarget } from './reload.js';
+import type { Explanation } from '../observe/explain.js';
 import { createAdminApp } from './admin.js';
+import { deviceFormRequest, explainRequest } from './explain.js';
 import { boot, connectRedisStore, loadDeviceStore } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
@@ -36,24 +39,49 @@ interface MediaServer {
   refreshGauges(): void;
   /** Hot-reloads one part everywhere it is used; rejects with a precise message when the new part is refused. */
   reload(target: ReloadTarget): Promise<Record<string, unknown>>;
+  /** Throws, with precise messages, unless a strategies reload would take this book (checked against the models' names). */
+  checkBook(book: unknown, source: string): void;
+  /** Decides a request in a media's protocol on a serving thread, and explains the decision. */
+  explain(media: string, body: Uint8Array, contentType: string): Promise<Explanation>;
   /** Stops accepting, waits for in-flight requests; resolves with how many did not finish in time. */
   stop(): Promise<number>;
 }
+
+/** How the book history names a reload that reads the strategies file as it is (both may bring a new book). */
+const FILE_RELOADS = { strategies: 'reloaded from the file (POST /reload/strategies)', models: 'loaded again with the models (models reload)' };
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: 'string' } } });
   const config = loadConfig({ file: values.config });
   const uws = loadNativeUws();
+  // Opened first: a history that cannot be read or created stops the start before the long load.
+  const history = BookHistory.open(config.strategyHistory);
   const server = config.server.mode === 'scoring-pool' ? await startScoringPool(uws, config) : await startAppPerThread(config);
   let ready = true;
   server.metrics.ready.set(1);
-  const reload = serialise((target: ReloadTarget) => server.reload(target));
+  const exclusive = oneAtATime();
+  const books = new BookVersions(
+    history,
+    config.strategies,
+    { check: (book, source) => server.checkBook(book, source), reload: () => server.reload('strategies') },
+    exclusive,
+  );
+  books.recordStart();
+  const reload = (target: ReloadTarget) =>
+    target === 'devices' ? exclusive(() => server.reload(target)) : books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => server.reload(target));
   const admin = createAdminApp(uws, {
     metrics: server.metrics,
     token: adminNeedsToken(config.server) ? config.server.adminToken! : null,
     exposition: () => server.exposition(),
     isReady: () => ready,
     reload,
+    books,
+    maxBodyBytes: config.server.adminMaxBodyBytes,
+    async explain(media, body, contentType) {
+      if (media !== null) return server.explain(media, body, contentType);
+      const request = deviceFormRequest(body);
+      return server.explain('native', request.body, request.contentType);
+    },
   });
   if (config.scoring.watchManifest) watchManifest(config.scoring.manifest, () => reload('models'));
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
@@ -104,6 +132,10 @@ async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> 
       seen = { pool, batches: pool.batchesSent, jobs: pool.jobsSent, errors: pool.workerErrors };
     },
     reload: (target) => reloadRuntime(runtime, config, target),
+    checkBook(book, source) {
+      compileStrategyBook(book, source, runtime.profile, engine.parts.scorer.modelNames);
+    },
+    explain: (media, body, contentType) => explainRequest(runtime, media, body, contentType),
     async stop() {
       uws.us_listen_socket_close(socket);
       const unfinished = await drain(inFlight, config.server.drainTimeoutMs);
@@ -157,6 +189,10 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
       if (store) metrics.devicesLoaded.set(store.deviceCount);
       return threads.reload(target, { store, models });
     },
+    checkBook(book, source) {
+      compileStrategyBook(book, source, profile, readManifest(config.scoring.manifest, profile).modelNames);
+    },
+    explain: (media, body, contentType) => threads.explain(media, body, contentType),
     stop: () => threads.stop(),
   };
 }
@@ -173,11 +209,11 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-/** Runs reloads one at a time: a second request waits for the first instead of racing it. */
-function serialise<A, R>(run: (arg: A) => Promise<R>): (arg: A) => Promise<R> {
+/** Runs reloads and book changes one at a time: a second one waits for the first instead of racing it. */
+function oneAtATime(): <T>(task: () => Promise<T>) => Promise<T> {
   let last: Promise<unknown> = Promise.resolve();
-  return (arg) => {
-    const next = last.then(() => run(arg));
+  return (task) => {
+    const next = last.then(task);
     last = next.catch(() => undefined);
     return next;
   };

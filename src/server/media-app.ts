@@ -11,7 +11,7 @@ export function createMediaApp(uws: Uws, runtime: Runtime, config: Config): Temp
   const app = uws.App();
   for (const [path, adapter] of runtime.routes) {
     const access = mediaAccess(path, config.server.mediaAuth[adapter.name as keyof Config['server']['mediaAuth']]);
-    app.any(access.routePath, mediaRoute(adapter, runtime.engine, config.server, metrics, access));
+    app.any(access.routePath, mediaRoute(adapter, runtime.engine, config.server, metrics, access, runtime.decisionLog));
   }
   app.get('/healthz', (res) => {
     res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'text/plain').end('ok\n'));

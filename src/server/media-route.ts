@@ -3,6 +3,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { DecisionSink, Engine, RequestStage } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
 import { SHED_REASON, type BidContext, type Decision, type EncodedReply, type MediaAdapter } from '../engine/types.js';
+import type { DecisionLogRecorder } from '../observe/decision-log/recorder.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { MediaAccess } from './media-access.js';
 
@@ -59,7 +60,7 @@ const turn = {
  */
 export const inFlight = { count: 0, draining: false, lastStartedAt: 0 };
 
-export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics, access: MediaAccess) {
+export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics, access: MediaAccess, decisionLog: DecisionLogRecorder | null) {
   const processing = metrics.processingSeconds.slot({ media: adapter.name });
   const refusedIds = metrics.refusedDeviceIds.labels(adapter.name);
   const testRequests = metrics.testRequests.labels(adapter.name);
@@ -70,7 +71,7 @@ export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteL
     return slot;
   };
   const shedAfterMs = limits.shedAfterMicros > 0 ? limits.shedAfterMicros / 1000 : Infinity;
-  const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs };
+  const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs, decisionLog };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const refusal = access.refusal(res, req);
@@ -111,6 +112,7 @@ interface RouteShared {
   refusedIds: ReturnType<Metrics['refusedDeviceIds']['labels']>;
   testRequests: ReturnType<Metrics['testRequests']['labels']>;
   shedAfterMs: number;
+  decisionLog: DecisionLogRecorder | null;
 }
 
 class MediaRequest implements DecisionSink {
@@ -123,6 +125,8 @@ class MediaRequest implements DecisionSink {
   private inCallback = false;
   /** A reply the socket would not take whole: the rest goes out when it drains (see `write`). */
   private unsent: Uint8Array | null = null;
+  /** The body, kept for the decision log when this request was sampled for its raw bytes. */
+  private rawRequest: Uint8Array | null = null;
 
   constructor(
     private readonly shared: RouteShared,
@@ -171,6 +175,7 @@ class MediaRequest implements DecisionSink {
 
   private decide(bytes: Uint8Array): void {
     this.receivedAt = inFlight.lastStartedAt = performance.now();
+    if (this.shared.decisionLog?.sampleRaw()) this.rawRequest = bytes.slice();
     this.decideOrShed(bytes, turn.age(this.receivedAt) > this.shared.shedAfterMs);
     turn.done();
   }
@@ -239,7 +244,19 @@ class MediaRequest implements DecisionSink {
     }
     metrics.processingSeconds.observe(processing, (performance.now() - this.receivedAt) / 1000);
     metrics.requests.add(this.shared.outcomeSlot(decision.reason));
+    const { decisionLog } = this.shared;
+    if (decisionLog !== null && !context.isPing) this.record(decisionLog, context, decision, reply);
     this.settle();
+  }
+
+  private record(decisionLog: DecisionLogRecorder, context: BidContext, decision: Decision, reply: EncodedReply): void {
+    const timeMs = Math.round(performance.timeOrigin + this.receivedAt);
+    if (this.rawRequest === null) {
+      decisionLog.record(context, decision, timeMs, null);
+      return;
+    }
+    const replyBytes = typeof reply.body === 'string' ? UTF8.encode(reply.body) : reply.body;
+    decisionLog.record(context, decision, timeMs, { request: this.rawRequest, reply: replyBytes, contentType: this.contentType });
   }
 
   fail(_context: BidContext, stage: RequestStage): void {

@@ -4,7 +4,7 @@ import { log } from '../observe/log.js';
 import type { PreparedModels } from '../scoring/manifest.js';
 import { EmbeddedDeviceStore } from '../store/embedded.js';
 import { loadStrategyBook } from '../strategy/book.js';
-import { loadDeviceStore, loadModelsAndStrategies, showModelVersions, type Runtime, type Scorer } from './boot.js';
+import { loadDeviceStore, loadModelsAndStrategies, showBookVersion, showModelVersions, type Runtime, type Scorer } from './boot.js';
 
 /**
  * Hot reload of one part of a running engine from the files its config names. The new part is loaded, validated
@@ -37,15 +37,17 @@ export async function reloadRuntime(
     } else if (target === 'strategies') {
       const book = loadStrategyBook(config.strategies, runtime.profile, old.scorer.modelNames);
       engine.swap({ book });
-      summary = { bidding: book.bidStrategyIds };
+      showBookVersion(metrics, book.version);
+      summary = { book: book.version, bidding: book.bidStrategyIds };
     } else {
       const store = old.store instanceof EmbeddedDeviceStore ? old.store : null;
       const { scorer, book } = await loadModelsAndStrategies(config, runtime.scoring, store, runtime.profile, runtime.thread, shared.models);
       engine.swap({ scorer, book });
       showModelVersions(metrics, scorer.modelVersion);
+      showBookVersion(metrics, book.version);
       // A pool finishes the batches already at its workers before it stops.
       await (old.scorer as Scorer).close();
-      summary = { models: scorer.modelVersion };
+      summary = { models: scorer.modelVersion, book: book.version };
     }
   } catch (err) {
     metrics.reloads.inc({ target, result: 'refused' });

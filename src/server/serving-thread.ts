@@ -6,6 +6,8 @@ import { EmbeddedDeviceStore, type SharedDeviceStoreBuffers } from '../store/emb
 import { loadProfileSchema } from '../store/profile-schema.js';
 import { boot } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
+import type { Explanation } from '../observe/explain.js';
+import { ExplainError, explainRequest } from './explain.js';
 import { inFlight } from './media-route.js';
 import { reloadRuntime, type ReloadTarget } from './reload.js';
 import { loadNativeUws } from './uws.js';
@@ -28,12 +30,14 @@ export interface ServingThreadData {
 export type ToServingThread =
   | { type: 'metrics'; id: number }
   | { type: 'reload'; id: number; target: ReloadTarget; store?: SharedDeviceStoreBuffers; models?: PreparedModels }
+  | { type: 'explain'; id: number; media: string; body: Uint8Array; contentType: string }
   | { type: 'stop' };
 export type FromServingThread =
   | { type: 'listening'; port: number }
   | { type: 'failed'; message: string }
   | { type: 'metrics'; id: number; metrics: unknown }
   | { type: 'reloaded'; id: number; summary?: Record<string, unknown>; error?: string }
+  | { type: 'explained'; id: number; explanation?: Explanation; refusal?: { status: ExplainError['status']; reason: string; message: string } }
   | { type: 'stopped'; unfinished: number };
 
 const port = parentPort!;
@@ -73,6 +77,14 @@ try {
   port.on('message', (message: ToServingThread) => {
     if (message.type === 'metrics') {
       void runtime.metrics.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
+    } else if (message.type === 'explain') {
+      explainRequest(runtime, message.media, message.body, message.contentType).then(
+        (explanation) => send({ type: 'explained', id: message.id, explanation }),
+        (err: Error) => {
+          const { status, reason } = err instanceof ExplainError ? err : { status: '500 Internal Server Error' as const, reason: 'explain_failed' };
+          send({ type: 'explained', id: message.id, refusal: { status, reason, message: err.message } });
+        },
+      );
     } else if (message.type === 'reload') {
       const store = message.store ? EmbeddedDeviceStore.open(message.store, runtime.profile) : undefined;
       reloadRuntime(runtime, config, message.target, { store, models: message.models }).then(

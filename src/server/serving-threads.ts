@@ -5,6 +5,8 @@ import { log } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { PreparedModels } from '../scoring/manifest.js';
 import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
+import type { Explanation } from '../observe/explain.js';
+import { ExplainError } from './explain.js';
 import type { ReloadTarget } from './reload.js';
 import type { FromServingThread, ServingThreadData, ToServingThread } from './serving-thread.js';
 
@@ -75,6 +77,13 @@ export class ServingThreads extends EventEmitter {
     if (failed) throw new Error(failed.error);
     // The same part everywhere; only the cost differs by thread, and the worst one is what the media saw.
     return { ...results[0]!.summary!, worstDelayMillis: Math.max(...results.map((r) => Number(r.summary!.worstDelayMillis))) };
+  }
+
+  /** Explained by the first thread serving: each runs the same book, models and store. */
+  async explain(media: string, body: Uint8Array, contentType: string): Promise<Explanation> {
+    const thread = this.threads.find((t) => t.serving);
+    if (!thread) throw new ExplainError('500 Internal Server Error', 'explain_failed', 'no serving thread is up');
+    return thread.explain(media, body, contentType);
   }
 
   /** Drains every thread; resolves with the requests they left unfinished. */
@@ -179,6 +188,13 @@ class ServingThread {
     if (answer?.type === 'reloaded') return answer;
     // Its replacement loads the files as they are now, so it serves what this reload asked for.
     return { error: `serving thread exited during the ${target} reload` };
+  }
+
+  async explain(media: string, body: Uint8Array, contentType: string): Promise<Explanation> {
+    const answer = await this.ask({ type: 'explain', id: this.nextId++, media, body, contentType });
+    if (answer?.type !== 'explained') throw new ExplainError('500 Internal Server Error', 'explain_failed', 'the serving thread exited while explaining');
+    if (answer.refusal) throw new ExplainError(answer.refusal.status, answer.refusal.reason, answer.refusal.message);
+    return answer.explanation!;
   }
 
   /** Asks the thread to drain and exit; resolves with its unfinished request count once it has exited. */

@@ -33,6 +33,8 @@ if (endianness() !== 'LE') throw new Error('EmbeddedDeviceStore assumes a little
 
 /** Everything a worker thread needs to reopen the store over the same memory; structured-clone safe. */
 export interface SharedDeviceStoreBuffers {
+  /** Which device data this is, for the decision log and explain: the snapshot's checksum prefix, or "built". */
+  version: string;
   schemaVersion: number;
   recordBytes: number;
   layoutFingerprint: string;
@@ -63,6 +65,7 @@ export class EmbeddedDeviceStore {
   readonly schema: ProfileSchema;
   readonly recordBytes: number;
   readonly layoutFingerprint: string;
+  readonly version: string;
   private table: SharedArrayBuffer;
   private slots: Int32Array;
   private mask: number;
@@ -77,6 +80,7 @@ export class EmbeddedDeviceStore {
     this.schema = schema;
     this.recordBytes = schema.recordBytes;
     this.layoutFingerprint = buffers.layoutFingerprint;
+    this.version = buffers.version;
     this.table = buffers.table;
     this.slots = new Int32Array(buffers.table);
     this.mask = buffers.tableCapacity - 1;
@@ -94,6 +98,7 @@ export class EmbeddedDeviceStore {
     return new EmbeddedDeviceStore(
       schema,
       {
+        version: 'built',
         schemaVersion: schema.version,
         recordBytes: schema.recordBytes,
         layoutFingerprint: profileLayoutFingerprint(schema),
@@ -206,6 +211,7 @@ export class EmbeddedDeviceStore {
   shareBuffers(): SharedDeviceStoreBuffers {
     this.frozenBecause ??= 'its buffers are shared with other threads; build a new store instead';
     return {
+      version: this.version,
       schemaVersion: this.schema.version,
       recordBytes: this.recordBytes,
       layoutFingerprint: this.layoutFingerprint,

@@ -141,6 +141,8 @@ export class RedisDeviceStore implements AsyncDeviceStore {
   /** Message of the last Redis error behind an `errors` count, for logs. */
   lastError = '';
   readonly target: string;
+  /** Redis data changes under us; the version names what we read: the key prefix and the profile schema. */
+  readonly version: string;
   private readonly cache: LRUCache<string, Uint8Array> | undefined;
   private readonly prefix: Buffer;
   private readonly recordBytes: number;
@@ -158,6 +160,7 @@ export class RedisDeviceStore implements AsyncDeviceStore {
     schema: ProfileSchema,
   ) {
     this.target = describeTarget(options);
+    this.version = `redis-${options.keyPrefix}schema${schema.version}`;
     this.prefix = Buffer.from(options.keyPrefix);
     this.recordBytes = schema.recordBytes;
     this.budgetMs = options.lookupBudgetMicros / 1000;

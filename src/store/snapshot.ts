@@ -119,7 +119,7 @@ export function loadSnapshot(path: string, schema: ProfileSchema): SnapshotLoade
       throw new SnapshotError(path, `checksum mismatch, the file is corrupt (header says ${header.checksum}, content hashes to ${actual})`);
     const defect = findTableDefect(table, header.deviceCount, header.keyCount);
     if (defect) throw new SnapshotError(path, defect);
-    const store = EmbeddedDeviceStore.open({ ...header, table, records }, schema);
+    const store = EmbeddedDeviceStore.open({ ...header, version: `snapshot-${header.checksum.slice(0, 12)}`, table, records }, schema);
     return { store, header, millis: elapsedMillis(started) };
   } finally {
     closeSync(fd);

@@ -3,8 +3,9 @@ import type { AdAdjustment, CandidateAd, StrategyDecision } from '../engine/type
 import type { ProfileSchema } from '../store/profile-schema.js';
 import { compileCondition, splitByStage, sufficientBeforeScoring, type CompiledCondition, type ConditionScope } from './conditions.js';
 import type { DeviceView } from './device-view.js';
-import { compileExperiment, type CompiledArm, type CompiledExperiment } from './experiments.js';
-import { bidSchema, MEDIA_MAX_COEFFICIENT, MEDIA_MIN_COEFFICIENT, strategyFileSchema, type BidParams, type StrategyFile } from './schema.js';
+import { compileLayers, type CompiledArm, type CompiledLayer } from './experiments.js';
+import { bookVersion } from './versions.js';
+import { bidSchema, MEDIA_MAX_COEFFICIENT, MEDIA_MIN_COEFFICIENT, strategyFileSchema, type BidParams, type BidStrategy, type Condition, type StrategyFile } from './schema.js';
 
 /**
  * The strategy book compiled for the hot path. A request goes through it in two steps:
@@ -30,24 +31,69 @@ interface CompiledBidStrategy {
   beforeScoring: CompiledCondition;
   afterScoring: CompiledCondition;
   bid: BidParams;
-  experiment: CompiledExperiment | null;
+  /** The book's layers this strategy has an experiment in, in file order; the first one's arm is its tag. */
+  layers: number[];
+  /** Its experiments: a layer's arm from another experiment (one the layer gave this device to) is not its own. */
+  experiments: ReadonlySet<string>;
+  /** The bid under each arm that overrides it (base bid + the arm's fields). */
+  bidByArm: ReadonlyMap<CompiledArm, BidParams>;
   creatives: CompiledCreative[];
   preferredCreativeBoost: number;
   templateFactors: ReadonlyMap<number, number>;
 }
 
-/** Per-request scratch the engine owns: which bidding strategies passed the profile stage. */
+/**
+ * Per-request scratch the engine owns, one byte per bidding strategy: `screen` marks the candidates (those that
+ * passed the profile stage), `decide` turns each candidate into its verdict. The decision log and explain read it.
+ */
 export type StrategyMask = Uint8Array;
+
+/** What became of one bidding strategy for one request: the values of its byte in the StrategyMask. */
+export const Verdict = {
+  /** Failed its profile conditions, or never looked at because an exclusion matched first. */
+  NOT_CANDIDATE: 0,
+  /** Passed the profile stage; decided later (or the decision never came: deadline, error). */
+  CANDIDATE: 1,
+  /** Failed its score conditions. */
+  SCORES_FAILED: 2,
+  /** Expected value not positive. */
+  NO_VALUE: 3,
+  /** Expected value below the strategy's minValueFen. */
+  BELOW_FLOOR: 4,
+  TAKEN: 5,
+} as const;
+export type Verdict = (typeof Verdict)[keyof typeof Verdict];
+export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken'] as const;
+
+/**
+ * What the last `decide` computed per bidding strategy (indexed like the StrategyMask), valid until the book's next
+ * `decide`: the decision log and explain read it while the decision is delivered, which happens synchronously
+ * inside the engine's `scored` call. Written for every candidate, so recording costs a few stores per strategy.
+ */
+export interface DecideScratch {
+  valueFen: Float64Array;
+  /** The coefficient before clamping and rounding. */
+  rawCoefficient: Float64Array;
+  /** Index into the strategy's creatives of the rule that fired. */
+  creativeRule: Int16Array;
+  /** The arm the device fell in for the strategy (its first layer's), or null outside any experiment. */
+  arm: (CompiledArm | null)[];
+  /** The bid parameters in force: the strategy's, with its arms' overrides. */
+  bid: BidParams[];
+}
 
 export interface ScreenResult {
   /** A profile-only exclusion matched: reject with this reason, no scoring. */
   exclusion: ExclusionReason | null;
+  /** The id of the exclusion that matched, or null. */
+  excludedBy: string | null;
   /** How many bidding strategies passed the profile stage (0: nobody can want the device, no scoring). */
   candidates: number;
 }
 
 export interface StrategyOutcome {
   exclusion: ExclusionReason | null;
+  excludedBy: string | null;
   strategies: StrategyDecision[];
   adResults: AdAdjustment[];
   experimentTag: number;
@@ -64,22 +110,33 @@ export interface ValueModelIndices {
 export class StrategyBook {
   readonly bidStrategyIds: readonly string[];
   readonly cacheTtlSeconds: StrategyFile['cacheTtlSeconds'];
+  /** Allowed but probably a slip, `<path>: <message>` each: worth a look, not worth refusing the file for. */
+  readonly warnings: readonly string[];
   private readonly exclusionsBeforeScoring: CompiledExclusion[];
   private readonly exclusionsAfterScoring: CompiledExclusion[];
   private readonly bidStrategies: CompiledBidStrategy[];
   private readonly byId: ReadonlyMap<string, CompiledBidStrategy>;
-  /** The first experiment's arm is also reported at request level (Tencent's top-level dsp_tag). */
-  private readonly primaryExperiment: CompiledExperiment | null;
   private readonly value: ValueModelIndices;
+  private readonly layers: CompiledLayer[];
+  /** Per request, each layer's arm is hashed once: valid while layerStamp[layer] equals `stamp`. */
+  private readonly layerArm: (CompiledArm | null)[];
+  private readonly layerStamp: Uint32Array;
+  private stamp = 0;
+  /** The file as written, for explain: conditions are compiled to closures, which cannot show themselves. */
+  private readonly source: ParsedStrategyFile;
+  readonly scratch: DecideScratch;
 
-  constructor(file: StrategyFile, profile: ProfileSchema, modelNames: readonly string[]) {
+  /** `version`: the book's version id, the content hash of its JSON (see versions.ts). */
+  constructor(file: ParsedStrategyFile, profile: ProfileSchema, modelNames: readonly string[], readonly version: string) {
     const scope: ConditionScope = { profile, modelIndex: new Map(modelNames.map((name, i) => [name, i])) };
+    // Collected, not thrown one by one: the growth team fixes a file in one round, not one mistake per attempt.
+    const problems: string[] = [];
     this.cacheTtlSeconds = file.cacheTtlSeconds;
-    this.value = resolveValueModels(file.valueModels, scope.modelIndex);
+    this.value = resolveValueModels(file.valueModels, scope.modelIndex, problems);
 
     const ids = new Set<string>();
     for (const s of file.strategies) {
-      if (ids.has(s.id)) throw new Error(`strategies: id "${s.id}" is used twice`);
+      if (ids.has(s.id)) problems.push(`strategies: id "${s.id}" is used twice`);
       ids.add(s.id);
     }
 
@@ -88,58 +145,93 @@ export class StrategyBook {
     for (const [i, s] of file.strategies.entries()) {
       if (s.kind !== 'exclude' || !s.enabled) continue;
       const where = `strategies[${i}](${s.id}).when`;
-      const condition = compileCondition(s.when, scope, where);
+      const condition = compileCondition(s.when, scope, where, problems);
       if (!condition.needsScores) {
         this.exclusionsBeforeScoring.push({ id: s.id, reason: s.reason, condition });
         continue;
       }
       const early = sufficientBeforeScoring(s.when);
-      if (early) this.exclusionsBeforeScoring.push({ id: s.id, reason: s.reason, condition: compileCondition(early, scope, where) });
+      // `early` is a part of `s.when`: its problems were reported just above.
+      if (early) this.exclusionsBeforeScoring.push({ id: s.id, reason: s.reason, condition: compileCondition(early, scope, where, []) });
       this.exclusionsAfterScoring.push({ id: s.id, reason: s.reason, condition });
     }
 
     const bidSources = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [{ s, i }] : []));
-    const experimentOf = compileExperiments(file, (id, where) => {
-      const found = bidSources.find(({ s }) => s.id === id);
-      if (!found) throw new Error(`${where}: strategy "${id}" is not an enabled bidding strategy`);
-      return found.s.bid;
-    });
+    // Listed after the strategies' own problems, in the order of the file.
+    const experimentProblems: string[] = [];
+    const experiments = compileExperiments(file, new Map(bidSources.map(({ s }) => [s.id, s])), experimentProblems);
     this.bidStrategies = bidSources.map(({ s, i }) => {
       const where = `strategies[${i}](${s.id})`;
       const { beforeScoring, afterScoring } = splitByStage(s.when);
       return {
         id: s.id,
-        beforeScoring: compileCondition(beforeScoring, scope, `${where}.when`),
-        afterScoring: compileCondition(afterScoring, scope, `${where}.when`),
+        beforeScoring: compileCondition(beforeScoring, scope, `${where}.when`, problems),
+        afterScoring: compileCondition(afterScoring, scope, `${where}.when`, problems),
         bid: s.bid,
-        experiment: experimentOf.get(s.id) ?? null,
+        layers: experiments.layersOf.get(s.id) ?? [],
+        experiments: new Set(file.experiments.filter((e) => e.strategies.includes(s.id)).map((e) => e.id)),
+        bidByArm: experiments.bidByArm.get(s.id) ?? new Map(),
         creatives: s.creatives.map((c, j) => ({
           id: c.id,
-          condition: c.when ? compileCondition(c.when, scope, `${where}.creatives[${j}].when`) : null,
+          condition: c.when ? compileCondition(c.when, scope, `${where}.creatives[${j}].when`, problems) : null,
         })),
         preferredCreativeBoost: s.secondRequest.preferredCreativeBoost,
         templateFactors: new Map(Object.entries(s.secondRequest.templateFactors).map(([k, v]) => [Number(k), v])),
       };
     });
+    problems.push(...experimentProblems);
+    if (problems.length > 0) throw invalidFile(file.source, problems);
+    this.warnings = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? bidWarnings(s.bid, `strategies[${i}](${s.id}).bid`) : []));
     this.bidStrategyIds = this.bidStrategies.map((s) => s.id);
+    const count = this.bidStrategies.length;
+    this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), creativeRule: new Int16Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
     this.byId = new Map(this.bidStrategies.map((s) => [s.id, s]));
-    this.primaryExperiment = file.experiments.length > 0 ? experimentOf.get(file.experiments[0]!.strategies[0]!)! : null;
+    this.layers = experiments.layers;
+    this.layerArm = new Array<CompiledArm | null>(this.layers.length).fill(null);
+    this.layerStamp = new Uint32Array(this.layers.length);
+    this.source = file;
   }
 
   get bidStrategyCount(): number {
     return this.bidStrategies.length;
   }
 
+  /** The ids of the exclusions in the order `screen` and then `decide` try them, for explain. */
+  exclusionOrder(): { beforeScoring: string[]; afterScoring: string[] } {
+    return { beforeScoring: this.exclusionsBeforeScoring.map((e) => e.id), afterScoring: this.exclusionsAfterScoring.map((e) => e.id) };
+  }
+
+  /** The enabled exclusions as written, in file order, for explain. */
+  exclusionsOutline(): { id: string; reason: ExclusionReason; when: Condition }[] {
+    return this.source.strategies.flatMap((s) => (s.kind === 'exclude' && s.enabled ? [{ id: s.id, reason: s.reason, when: s.when }] : []));
+  }
+
+  /** The bidding strategies as written, indexed like the StrategyMask, for explain. */
+  strategiesOutline(): { id: string; when: Condition; bid: BidParams; creatives: { id: number; when: Condition | null }[] }[] {
+    return this.bidStrategies.map((compiled) => {
+      const written = this.source.strategies.find((s) => s.id === compiled.id)!;
+      return { id: compiled.id, when: written.when, bid: compiled.bid, creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: (written.kind === 'bid' && written.creatives[j]!.when) || null })) };
+    });
+  }
+
+  layersOutline(): readonly CompiledLayer[] {
+    return this.layers;
+  }
+
+  get valueModelIndices(): ValueModelIndices {
+    return this.value;
+  }
+
   screen(view: DeviceView, mask: StrategyMask): ScreenResult {
     for (const exclusion of this.exclusionsBeforeScoring)
-      if (exclusion.condition.test(view)) return { exclusion: exclusion.reason, candidates: 0 };
+      if (exclusion.condition.test(view)) return { exclusion: exclusion.reason, excludedBy: exclusion.id, candidates: 0 };
     let candidates = 0;
     for (let i = 0; i < this.bidStrategies.length; i++) {
       const pass = this.bidStrategies[i]!.beforeScoring.test(view);
-      mask[i] = pass ? 1 : 0;
+      mask[i] = pass ? Verdict.CANDIDATE : Verdict.NOT_CANDIDATE;
       if (pass) candidates++;
     }
-    return { exclusion: null, candidates };
+    return { exclusion: null, excludedBy: null, candidates };
   }
 
   /**
@@ -147,9 +239,8 @@ export class StrategyBook {
    * creative; for a second request, a raise factor for every candidate creative (and only those).
    */
   decide(view: DeviceView, mask: StrategyMask, key: Uint8Array, keyOffset: number, candidateAds: readonly CandidateAd[]): StrategyOutcome {
-    const primaryArm = this.primaryExperiment ? this.primaryExperiment.armFor(key, keyOffset) : null;
-    for (const exclusion of this.exclusionsAfterScoring)
-      if (exclusion.condition.test(view)) return outcome(exclusion.reason, [], [], primaryArm);
+    for (const exclusion of this.exclusionsAfterScoring) if (exclusion.condition.test(view)) return outcome(exclusion, [], []);
+    this.stamp = (this.stamp + 1) >>> 0;
 
     const scores = view.scores;
     const at = view.scoresOffset;
@@ -158,21 +249,53 @@ export class StrategyBook {
     const pRisk = scores[at + this.value.risk]!;
     const ltvFen = scores[at + this.value.ltv]! * 100;
 
+    const { scratch } = this;
     const decisions: StrategyDecision[] = [];
     for (let i = 0; i < this.bidStrategies.length; i++) {
-      if (mask[i] === 0) continue;
+      if (mask[i] === Verdict.NOT_CANDIDATE) continue;
       const strategy = this.bidStrategies[i]!;
-      if (!strategy.afterScoring.test(view)) continue;
-      const arm = strategy.experiment ? strategy.experiment.armFor(key, keyOffset) : null;
-      const bid = arm ? arm.bidByStrategy.get(strategy.id)! : strategy.bid;
+      scratch.valueFen[i] = NaN;
+      scratch.rawCoefficient[i] = NaN;
+      scratch.creativeRule[i] = -1;
+      // The arms first: a device's exposure to an experiment counts whether or not the strategy then wants it.
+      let bid = strategy.bid;
+      let arm: CompiledArm | null = null;
+      let imposedCreative = 0;
+      for (const layer of strategy.layers) {
+        const inLayer = this.armIn(layer, view, key, keyOffset);
+        if (inLayer === null || !strategy.experiments.has(inLayer.experiment)) continue;
+        arm ??= inLayer;
+        const override = inLayer.overrides.get(strategy.id);
+        if (override !== undefined) bid = bid === strategy.bid ? strategy.bidByArm.get(inLayer)! : { ...bid, ...override };
+        imposedCreative = inLayer.creatives.get(strategy.id) ?? imposedCreative;
+      }
+      scratch.arm[i] = arm;
+      scratch.bid[i] = bid;
+      if (!strategy.afterScoring.test(view)) {
+        mask[i] = Verdict.SCORES_FAILED;
+        continue;
+      }
       const approved = bid.assumeApproved ? 1 : pApprove;
       const valueFen = pApply * approved * ((1 - pRisk) * ltvFen - pRisk * bid.lossGivenDefaultFen);
-      if (!(valueFen > 0) || valueFen < bid.minValueFen) continue;
-      const coefficient = roundCoefficient(clamp(Math.pow(valueFen / bid.targetValueFen, bid.exponent), bid.minCoefficient, bid.maxCoefficient));
+      scratch.valueFen[i] = valueFen;
+      if (!(valueFen > 0)) {
+        mask[i] = Verdict.NO_VALUE;
+        continue;
+      }
+      if (valueFen < bid.minValueFen) {
+        mask[i] = Verdict.BELOW_FLOOR;
+        continue;
+      }
+      mask[i] = Verdict.TAKEN;
+      const rawCoefficient = Math.pow(valueFen / bid.targetValueFen, bid.exponent);
+      scratch.rawCoefficient[i] = rawCoefficient;
+      const coefficient = roundCoefficient(clamp(rawCoefficient, bid.minCoefficient, bid.maxCoefficient));
+      const rule = imposedCreative !== 0 ? strategy.creatives.findIndex((c) => c.id === imposedCreative) : chooseCreative(strategy, view);
+      scratch.creativeRule[i] = rule;
       decisions.push({
         strategyId: strategy.id,
         coefficient,
-        creativeId: chooseCreative(strategy, view),
+        creativeId: strategy.creatives[rule]!.id,
         cpaPriceFen: bid.cpaBidFen > 0 ? Math.round(bid.cpaBidFen * coefficient) : 0,
         cpcPriceFen: bid.cpcBidFen > 0 ? Math.max(10, Math.round(bid.cpcBidFen * coefficient)) : 0,
         experimentTag: arm ? arm.tag : 0,
@@ -181,20 +304,27 @@ export class StrategyBook {
       });
     }
     const adResults = candidateAds.length > 0 && decisions.length > 0 ? this.adjustCandidateAds(candidateAds, decisions) : [];
-    return outcome(null, decisions, adResults, primaryArm);
+    return outcome(null, decisions, adResults);
   }
 
   /**
    * The scores did not come back in time: take the device for every strategy that passed the profile stage at
    * coefficient 1.0 with its default creative. Only used when the operator chose the `neutral` fallback.
    */
-  neutral(mask: StrategyMask, key: Uint8Array, keyOffset: number): StrategyOutcome {
-    const primaryArm = this.primaryExperiment ? this.primaryExperiment.armFor(key, keyOffset) : null;
+  neutral(view: DeviceView, mask: StrategyMask, key: Uint8Array, keyOffset: number): StrategyOutcome {
+    this.stamp = (this.stamp + 1) >>> 0;
     const decisions: StrategyDecision[] = [];
     for (let i = 0; i < this.bidStrategies.length; i++) {
-      if (mask[i] === 0) continue;
+      if (mask[i] === Verdict.NOT_CANDIDATE) continue;
       const strategy = this.bidStrategies[i]!;
-      const arm = strategy.experiment ? strategy.experiment.armFor(key, keyOffset) : null;
+      let arm: CompiledArm | null = null;
+      for (const layer of strategy.layers) {
+        const inLayer = this.armIn(layer, view, key, keyOffset);
+        if (inLayer !== null && strategy.experiments.has(inLayer.experiment)) {
+          arm = inLayer;
+          break;
+        }
+      }
       decisions.push({
         strategyId: strategy.id,
         coefficient: 1,
@@ -206,12 +336,23 @@ export class StrategyBook {
         pcvr: 0,
       });
     }
-    return outcome(null, decisions, [], primaryArm);
+    return outcome(null, decisions, []);
   }
 
-  /** The request-level experiment bucket of a device, for replies that carry no strategy (rejects). */
-  primaryArm(key: Uint8Array, keyOffset: number): { tag: number; name: string } | null {
-    return this.primaryExperiment ? this.primaryExperiment.armFor(key, keyOffset) : null;
+  /** The device's arm in a layer, hashed once per request. */
+  private armIn(layer: number, view: DeviceView, key: Uint8Array, keyOffset: number): CompiledArm | null {
+    if (this.layerStamp[layer] !== this.stamp) {
+      this.layerArm[layer] = this.layers[layer]!.armFor(key, keyOffset, view.platformExperimentIds);
+      this.layerStamp[layer] = this.stamp;
+    }
+    return this.layerArm[layer]!;
+  }
+
+  /** The arms the last `decide` or `neutral` placed the device in (one per layer it looked at), for the decision log. */
+  armsOfLastDecision(): CompiledArm[] {
+    const arms: CompiledArm[] = [];
+    for (let l = 0; l < this.layers.length; l++) if (this.layerStamp[l] === this.stamp && this.layerArm[l] !== null) arms.push(this.layerArm[l]!);
+    return arms;
   }
 
   private adjustCandidateAds(ads: readonly CandidateAd[], decisions: StrategyDecision[]): AdAdjustment[] {
@@ -242,13 +383,29 @@ export class StrategyBook {
   }
 }
 
+/** The index of the first creative rule that holds for the device (the last has no condition). */
 function chooseCreative(strategy: CompiledBidStrategy, view: DeviceView): number {
-  for (const creative of strategy.creatives) if (creative.condition === null || creative.condition.test(view)) return creative.id;
-  return strategy.creatives[strategy.creatives.length - 1]!.id;
+  const { creatives } = strategy;
+  for (let i = 0; i < creatives.length - 1; i++) if (creatives[i]!.condition === null || creatives[i]!.condition!.test(view)) return i;
+  return creatives.length - 1;
 }
 
-function outcome(exclusion: ExclusionReason | null, strategies: StrategyDecision[], adResults: AdAdjustment[], arm: CompiledArm | null): StrategyOutcome {
-  return { exclusion, strategies, adResults, experimentTag: arm ? arm.tag : 0, experimentTagName: arm ? arm.name : '' };
+/**
+ * The request-level tag (Tencent's top-level dsp_tag) is the arm of the strategy we bid highest for, the one the
+ * media is most likely to serve; none when that strategy is in no experiment, or when nothing is taken: a tag on a
+ * reject or on another experiment's strategy would put the device in a split it never saw.
+ */
+function outcome(exclusion: CompiledExclusion | null, strategies: StrategyDecision[], adResults: AdAdjustment[]): StrategyOutcome {
+  let best: StrategyDecision | null = null;
+  for (const s of strategies) if (best === null || s.coefficient > best.coefficient) best = s;
+  return {
+    exclusion: exclusion ? exclusion.reason : null,
+    excludedBy: exclusion ? exclusion.id : null,
+    strategies,
+    adResults,
+    experimentTag: best ? best.experimentTag : 0,
+    experimentTagName: best ? best.experimentTagName : '',
+  };
 }
 
 function clamp(value: number, min: number, max: number): number {
@@ -260,44 +417,142 @@ function roundCoefficient(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
-function resolveValueModels(names: StrategyFile['valueModels'], modelIndex: ReadonlyMap<string, number>): ValueModelIndices {
+function resolveValueModels(names: StrategyFile['valueModels'], modelIndex: ReadonlyMap<string, number>, problems: string[]): ValueModelIndices {
   const index = (role: keyof ValueModelIndices) => {
     const i = modelIndex.get(names[role]);
-    if (i === undefined) throw new Error(`valueModels.${role}: no model "${names[role]}" in the model manifest (known: ${[...modelIndex.keys()].join(', ')})`);
-    return i;
+    if (i === undefined) problems.push(`valueModels.${role}: no model "${names[role]}" in the model manifest (known: ${[...modelIndex.keys()].join(', ')})`);
+    // -1 is never read: with a problem the book refuses the file.
+    return i ?? -1;
   };
   return { apply: index('apply'), approve: index('approve'), risk: index('risk'), ltv: index('ltv') };
 }
 
-function compileExperiments(file: StrategyFile, bidOf: (id: string, where: string) => BidParams): Map<string, CompiledExperiment> {
-  const byStrategy = new Map<string, CompiledExperiment>();
-  for (const [i, experiment] of file.experiments.entries()) {
-    const baseBid = (id: string) => bidOf(id, `experiments[${i}](${experiment.id})`);
-    for (const arm of experiment.arms) {
-      for (const strategyId of Object.keys(arm.overrides))
-        if (!experiment.strategies.includes(strategyId))
-          throw new Error(`experiments[${i}](${experiment.id}).arms(${arm.name}): overrides strategy "${strategyId}", which is not in this experiment`);
-      for (const strategyId of experiment.strategies) {
-        const merged = bidSchema.safeParse({ ...baseBid(strategyId), ...arm.overrides[strategyId] });
-        if (!merged.success) throw new Error(`experiments[${i}](${experiment.id}).arms(${arm.name}) on "${strategyId}": ${merged.error.issues[0]!.message}`);
-      }
-    }
-    const compiled = compileExperiment(experiment, baseBid);
-    for (const strategyId of experiment.strategies) {
-      if (byStrategy.has(strategyId)) throw new Error(`experiments[${i}](${experiment.id}): strategy "${strategyId}" is already in experiment "${byStrategy.get(strategyId)!.id}"`);
-      byStrategy.set(strategyId, compiled);
-    }
-  }
-  return byStrategy;
+interface CompiledExperiments {
+  layers: CompiledLayer[];
+  /** Per strategy id: the layers it has an experiment in, in file order. */
+  layersOf: Map<string, number[]>;
+  /** Per strategy id: its bid under each arm that overrides it. */
+  bidByArm: Map<string, Map<CompiledArm, BidParams>>;
 }
 
-export function parseStrategyFile(json: unknown, source: string): StrategyFile {
-  const parsed = strategyFileSchema.safeParse(json);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.slice(0, 10).map((issue) => `  ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    throw new Error(`${source} is invalid:\n${lines.join('\n')}`);
+/** The book's layers and what each strategy's experiments do to it; problems go to `problems`. */
+function compileExperiments(file: StrategyFile, enabled: ReadonlyMap<string, BidStrategy>, problems: string[]): CompiledExperiments {
+  const layerOfExperiment = new Map<string, string>();
+  /** Per strategy, per layer: the bid fields that layer's arms override, to refuse two layers changing one field. */
+  const overriddenIn = new Map<string, Map<string, Set<string>>>();
+  for (const [i, experiment] of file.experiments.entries()) {
+    const where = `experiments[${i}](${experiment.id})`;
+    const layer = experiment.layer ?? experiment.id;
+    layerOfExperiment.set(experiment.id, layer);
+    for (const strategyId of experiment.strategies) if (!enabled.has(strategyId)) problems.push(`${where}: strategy "${strategyId}" is not an enabled bidding strategy`);
+    for (const [j, arm] of experiment.arms.entries()) {
+      const armWhere = `${where}.arms[${j}](${arm.name})`;
+      for (const [strategyId, override] of Object.entries(arm.overrides)) {
+        if (!experiment.strategies.includes(strategyId)) {
+          problems.push(`${armWhere}: overrides strategy "${strategyId}", which is not in this experiment`);
+          continue;
+        }
+        const fields = overriddenIn.get(strategyId) ?? new Map<string, Set<string>>();
+        overriddenIn.set(strategyId, fields);
+        const inLayer = fields.get(layer) ?? new Set<string>();
+        fields.set(layer, inLayer);
+        for (const field of Object.keys(override)) inLayer.add(field);
+      }
+      for (const strategyId of experiment.strategies) {
+        const base = enabled.get(strategyId);
+        if (base === undefined) continue;
+        const merged = bidSchema.safeParse({ ...base.bid, ...arm.overrides[strategyId] });
+        if (!merged.success) problems.push(...issueProblems(merged.error.issues, undefined, `${armWhere}.overrides.${strategyId}`));
+      }
+      for (const [strategyId, creativeId] of Object.entries(arm.creatives)) {
+        const strategy = enabled.get(strategyId);
+        if (!experiment.strategies.includes(strategyId)) problems.push(`${armWhere}.creatives: strategy "${strategyId}" is not in this experiment`);
+        else if (strategy && !strategy.creatives.some((c) => c.id === creativeId))
+          problems.push(`${armWhere}.creatives.${strategyId}: creative ${creativeId} is not one of the strategy's creatives (${strategy.creatives.map((c) => c.id).join(', ')})`);
+      }
+    }
   }
-  return parsed.data;
+  for (const [strategyId, byLayer] of overriddenIn) {
+    const seen = new Map<string, string>();
+    for (const [layer, fields] of byLayer)
+      for (const field of fields) {
+        const other = seen.get(field);
+        if (other !== undefined) problems.push(`experiments: layers "${other}" and "${layer}" both change ${strategyId}.${field}; a device in both could not have both`);
+        else seen.set(field, layer);
+      }
+  }
+
+  const { layers, layerOf } = compileLayers(file.layers, file.experiments, problems);
+  const layersOf = new Map<string, number[]>();
+  for (const experiment of file.experiments)
+    for (const strategyId of experiment.strategies) {
+      const list = layersOf.get(strategyId) ?? [];
+      const layer = layerOf.get(experiment.id);
+      if (layer !== undefined && !list.includes(layer)) list.push(layer);
+      layersOf.set(strategyId, list);
+    }
+  const bidByArm = new Map<string, Map<CompiledArm, BidParams>>();
+  for (const layer of layers)
+    for (const arm of layer.arms)
+      for (const [strategyId, override] of arm.overrides) {
+        const base = enabled.get(strategyId);
+        if (!base) continue;
+        const byArm = bidByArm.get(strategyId) ?? new Map<CompiledArm, BidParams>();
+        byArm.set(arm, { ...base.bid, ...override });
+        bidByArm.set(strategyId, byArm);
+      }
+  return { layers, layersOf, bidByArm };
+}
+
+/** Allowed, but the expected value no longer moves the coefficient: every device the strategy takes gets the same one. */
+function bidWarnings(bid: BidParams, where: string): string[] {
+  if (bid.minCoefficient === bid.maxCoefficient) return [`${where}: minCoefficient = maxCoefficient = ${bid.minCoefficient}, so every device taken gets that coefficient`];
+  if (bid.exponent === 0) return [`${where}: exponent 0 gives every device taken the same coefficient, ${clamp(1, bid.minCoefficient, bid.maxCoefficient)}`];
+  return [];
+}
+
+/** The strategy file as validated, and where it came from, so the book's own refusals name it too. */
+export type ParsedStrategyFile = StrategyFile & { readonly source: string };
+
+export function parseStrategyFile(json: unknown, source: string): ParsedStrategyFile {
+  const parsed = strategyFileSchema.safeParse(json);
+  if (!parsed.success) throw invalidFile(source, issueProblems(parsed.error.issues, json));
+  return { ...parsed.data, source };
+}
+
+/** One error for every problem of a file, one `  <path>: <message>` line each, with the count up front. */
+function invalidFile(source: string, problems: readonly string[]): Error {
+  const count = problems.length === 1 ? '1 error' : `${problems.length} errors`;
+  return new Error(`${source} is invalid (${count}):\n${problems.map((problem) => `  ${problem}`).join('\n')}`);
+}
+
+/** Arrays whose entries people know by a name, not a position: the field that holds it. */
+const NAMED_BY: ReadonlyMap<PropertyKey, string> = new Map([
+  ['strategies', 'id'],
+  ['experiments', 'id'],
+  ['arms', 'name'],
+]);
+
+/**
+ * zod issues as `<path>: <message>`, paths written like the book's own, `strategies[7](acq_prime_new).bid`: the
+ * names come from `input`, the JSON that was validated, and the path continues `at`.
+ */
+function issueProblems(issues: readonly { path: readonly PropertyKey[]; message: string }[], input: unknown, at = ''): string[] {
+  return issues.map((issue) => {
+    let path = at;
+    let node = input;
+    let parentKey: PropertyKey | undefined;
+    for (const key of issue.path) {
+      node = typeof node === 'object' && node !== null ? (node as Record<PropertyKey, unknown>)[key] : undefined;
+      if (typeof key === 'number') {
+        const nameField = parentKey === undefined ? undefined : NAMED_BY.get(parentKey);
+        const name = nameField !== undefined && typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[nameField] : undefined;
+        path += typeof name === 'string' ? `[${key}](${name})` : `[${key}]`;
+      } else path += path === '' ? String(key) : `.${String(key)}`;
+      parentKey = key;
+    }
+    return `${path || '(root)'}: ${issue.message}`;
+  });
 }
 
 export function loadStrategyBook(path: string, profile: ProfileSchema, modelNames: readonly string[]): StrategyBook {
@@ -307,5 +562,10 @@ export function loadStrategyBook(path: string, profile: ProfileSchema, modelName
   } catch (err) {
     throw new Error(`strategies ${path}: ${(err as Error).message}`);
   }
-  return new StrategyBook(parseStrategyFile(json, `strategies ${path}`), profile, modelNames);
+  return compileStrategyBook(json, `strategies ${path}`, profile, modelNames);
+}
+
+/** A book from its JSON (a file's, or one sent to the admin port); `source` names it in error messages. */
+export function compileStrategyBook(json: unknown, source: string, profile: ProfileSchema, modelNames: readonly string[]): StrategyBook {
+  return new StrategyBook(parseStrategyFile(json, source), profile, modelNames, bookVersion(json));
 }

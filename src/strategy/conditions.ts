@@ -5,7 +5,8 @@ import type { Condition, Range } from './schema.js';
 
 /**
  * Compiles a strategy condition into a predicate once, at load time, so a request only runs small closures over
- * integers. Unknown names (flags, fields, models) are refused here with the path that used them.
+ * integers. Unknown names (flags, fields, models) are reported to `problems` with the path that used them, every one
+ * of them, so a strategy file is refused once with all its mistakes; a condition with problems must not be used.
  */
 export interface CompiledCondition {
   /** Needs model scores, so it can only run after scoring. */
@@ -21,7 +22,7 @@ export interface ConditionScope {
 
 const OS_BY_NAME = { android: Os.ANDROID, ios: Os.IOS, other: Os.OTHER, unknown: Os.UNKNOWN } as const;
 
-export function compileCondition(condition: Condition, scope: ConditionScope, where: string): CompiledCondition {
+export function compileCondition(condition: Condition, scope: ConditionScope, where: string, problems: string[]): CompiledCondition {
   const parts: CompiledCondition[] = [];
   if (condition.os) {
     const allowed = new Set<number>(condition.os.map((name) => OS_BY_NAME[name]));
@@ -32,26 +33,29 @@ export function compileCondition(condition: Condition, scope: ConditionScope, wh
     parts.push({ needsScores: false, test: (v) => (v.records !== null) === known });
   }
   if (condition.flagsAll) {
-    const mask = flagMask(condition.flagsAll, scope, `${where}.flagsAll`);
+    const mask = flagMask(condition.flagsAll, scope, `${where}.flagsAll`, problems);
     parts.push({ needsScores: false, test: (v) => (v.flags & mask) === mask });
   }
   if (condition.flagsAny) {
-    const mask = flagMask(condition.flagsAny, scope, `${where}.flagsAny`);
+    const mask = flagMask(condition.flagsAny, scope, `${where}.flagsAny`, problems);
     parts.push({ needsScores: false, test: (v) => (v.flags & mask) !== 0 });
   }
   if (condition.flagsNone) {
-    const mask = flagMask(condition.flagsNone, scope, `${where}.flagsNone`);
+    const mask = flagMask(condition.flagsNone, scope, `${where}.flagsNone`, problems);
     parts.push({ needsScores: false, test: (v) => (v.flags & mask) === 0 });
   }
   for (const [name, range] of Object.entries(condition.fields ?? {})) {
-    const field = resolve(() => scope.profile.field(name), `${where}.fields.${name}`);
+    const field = resolve(() => scope.profile.field(name), `${where}.fields.${name}`, problems);
+    if (field === undefined) continue;
     const inRange = rangeTest(range);
     parts.push({ needsScores: false, test: (v) => inRange(v.records !== null ? readField(v.records, v.recordOffset, field) : NaN) });
   }
   for (const [model, range] of Object.entries(condition.scores ?? {})) {
     const index = scope.modelIndex.get(model);
-    if (index === undefined)
-      throw new Error(`${where}.scores.${model}: no model "${model}" in the model manifest (known: ${[...scope.modelIndex.keys()].join(', ')})`);
+    if (index === undefined) {
+      problems.push(`${where}.scores.${model}: no model "${model}" in the model manifest (known: ${[...scope.modelIndex.keys()].join(', ')})`);
+      continue;
+    }
     const inRange = rangeTest(range);
     parts.push({ needsScores: true, test: (v) => inRange(v.scores[v.scoresOffset + index]!) });
   }
@@ -66,7 +70,7 @@ export function compileCondition(condition: Condition, scope: ConditionScope, wh
     });
   }
   if (condition.anyOf) {
-    const options = condition.anyOf.map((c, i) => compileCondition(c, scope, `${where}.anyOf[${i}]`));
+    const options = condition.anyOf.map((c, i) => compileCondition(c, scope, `${where}.anyOf[${i}]`, problems));
     parts.push({
       needsScores: options.some((o) => o.needsScores),
       test: (v) => {
@@ -76,7 +80,7 @@ export function compileCondition(condition: Condition, scope: ConditionScope, wh
     });
   }
   if (condition.not) {
-    const inner = compileCondition(condition.not, scope, `${where}.not`);
+    const inner = compileCondition(condition.not, scope, `${where}.not`, problems);
     parts.push({ needsScores: inner.needsScores, test: (v) => !inner.test(v) });
   }
   return allOf(parts);
@@ -127,16 +131,17 @@ function allOf(parts: CompiledCondition[]): CompiledCondition {
   };
 }
 
-function flagMask(names: string[], scope: ConditionScope, where: string): number {
+function flagMask(names: string[], scope: ConditionScope, where: string, problems: string[]): number {
   let mask = 0;
-  let holder: string | undefined;
+  const holders = new Set<string>();
   for (const name of names) {
-    const { field, bit } = resolve(() => scope.profile.flag(name), where);
-    if (holder !== undefined && holder !== field.name) throw new Error(`${where}: flags from different fields cannot be combined`);
-    holder = field.name;
-    mask |= 1 << bit;
+    const flag = resolve(() => scope.profile.flag(name), where, problems);
+    if (flag === undefined) continue;
+    holders.add(flag.field.name);
+    mask |= 1 << flag.bit;
   }
-  if (holder !== 'flags') throw new Error(`${where}: flags must live in the profile field "flags"`);
+  if (holders.size > 1) problems.push(`${where}: flags from different fields cannot be combined`);
+  else if (holders.size === 1 && !holders.has('flags')) problems.push(`${where}: flags must live in the profile field "flags"`);
   return mask;
 }
 
@@ -147,10 +152,11 @@ function rangeTest(range: Range): (value: number) => boolean {
   return (value) => (value !== value ? missingPasses : value >= min && value <= max);
 }
 
-function resolve<T>(lookup: () => T, where: string): T {
+function resolve<T>(lookup: () => T, where: string, problems: string[]): T | undefined {
   try {
     return lookup();
   } catch (err) {
-    throw new Error(`${where}: ${(err as Error).message}`);
+    problems.push(`${where}: ${(err as Error).message}`);
+    return undefined;
   }
 }

@@ -130,8 +130,18 @@ const bidStrategySchema = z
     /** First match wins; the last entry must have no `when` so every device gets a creative. */
     creatives: z
       .array(creativeSchema)
-      .min(1)
-      .refine((list) => list[list.length - 1]!.when === undefined, 'the last creative must have no `when` (the default)'),
+      // Aborts: zod would still run the checks below, and they read the last entry of the list.
+      .min(1, { error: 'a bidding strategy needs at least one creative', abort: true })
+      .refine((list) => list[list.length - 1]!.when === undefined, 'the last creative must have no `when` (the default)')
+      // A repeated id is a copied entry whose id was not changed: the creative meant there would never serve.
+      .superRefine((list, ctx) => {
+        const firstAt = new Map<number, number>();
+        for (const [j, creative] of list.entries()) {
+          const first = firstAt.get(creative.id);
+          if (first === undefined) firstAt.set(creative.id, j);
+          else ctx.addIssue({ code: 'custom', path: [j, 'id'], message: `creative id ${creative.id} is listed twice (also creatives[${first}])` });
+        }
+      }),
     secondRequest: z
       .object({
         /** Extra factor for the creative we would have chosen for this device. */
@@ -144,12 +154,30 @@ const bidStrategySchema = z
   })
   .strict();
 
+const layerId = z.string().regex(/^[a-z0-9_]{1,32}$/);
+
+const layerSchema = z
+  .object({
+    id: layerId,
+    description: z.string().optional(),
+    /** Changing the salt reshuffles the layer's devices into new buckets. */
+    salt: z.string().min(1),
+  })
+  .strict();
+
 const experimentSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9_]{1,32}$/),
     description: z.string().optional(),
-    /** Changing the salt reshuffles devices into new buckets. */
-    salt: z.string().min(1),
+    /**
+     * The layer whose traffic this experiment takes a share of; experiments of one layer never share a device.
+     * Without one, the experiment is a layer of its own, bucketed by its own salt.
+     */
+    layer: layerId.optional(),
+    /** Changing the salt reshuffles devices into new buckets (experiments without a layer only). */
+    salt: z.string().min(1).optional(),
+    /** Share of the layer's devices in this experiment; the layer's experiments take theirs in file order. */
+    percent: z.number().positive().max(100).default(100),
     strategies: z.array(strategyId).min(1),
     arms: z
       .array(
@@ -159,13 +187,22 @@ const experimentSchema = z
             name: z.string().min(1).refine((s) => Buffer.byteLength(s) <= 20, 'arm names go on the wire as dsp_tag_str: at most 20 bytes'),
             /** Reported to the media as dsp_tag. */
             tag: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+            /** Share of the experiment's devices in this arm. */
             percent: z.number().positive().max(100),
             overrides: z.record(strategyId, bidOverrideSchema).default({}),
+            /** A creative this arm imposes, per strategy: one of the strategy's own creatives. */
+            creatives: z.record(strategyId, z.number().int().positive()).default({}),
+            /** The media's own experiment ids whose devices are in this arm whatever their bucket. */
+            platformExperimentIds: z.array(z.number().int().nonnegative()).default([]),
           })
           .strict(),
       )
       .min(1)
-      .refine((arms) => Math.abs(arms.reduce((s, a) => s + a.percent, 0) - 100) < 1e-9, 'arm percents must add up to 100')
+      .superRefine((arms, ctx) => {
+        const sum = arms.reduce((s, a) => s + a.percent, 0);
+        // toFixed drops the binary noise of the sum (50 + 49.99), not a real third decimal (refused on its own below).
+        if (Math.abs(sum - 100) >= 1e-9) ctx.addIssue({ code: 'custom', message: `arm percents add up to ${Number(sum.toFixed(6))}, not 100` });
+      })
       .refine((arms) => arms.every((a) => Math.abs(a.percent * 100 - Math.round(a.percent * 100)) < 1e-6), 'arm percents have at most two decimals (buckets are 0.01 %)')
       .refine((arms) => new Set(arms.map((a) => a.name)).size === arms.length, 'arm names must differ: attribution tells arms apart by them')
       .refine((arms) => new Set(arms.map((a) => a.tag)).size === arms.length, 'arm tags must differ: attribution tells arms apart by them'),
@@ -188,6 +225,7 @@ export const strategyFileSchema = z
       .strict()
       .default({ apply: 'apply', approve: 'approve', risk: 'risk', ltv: 'ltv' }),
     strategies: z.array(z.discriminatedUnion('kind', [exclusionSchema, bidStrategySchema])).min(1),
+    layers: z.array(layerSchema).default([]),
     experiments: z.array(experimentSchema).default([]),
   })
   .strict();

@@ -5,6 +5,8 @@ import { DeviceIdKind } from '../engine/types.js';
 import { MEDIA_CLIENTS } from '../media/clients.js';
 import type { SimulatedAd, SimulatedRequest } from '../media/simulated-request.js';
 import { hashRawDeviceId } from '../store/device-key.js';
+import { logCommand, LogUsageError, LOG_USAGE } from './log-command.js';
+import type { BookDiff, FieldChange, ItemChanges, Listing } from '../strategy/versions.js';
 
 /**
  * The media simulator: builds a request the way a media platform would (raw ids hashed by the platform's rules),
@@ -13,6 +15,7 @@ import { hashRawDeviceId } from '../store/device-key.js';
  *   rta send --media tencent --oaid <raw OAID> --os android --exp 32768
  *   rta send --media tencent --oaid <raw OAID> --second-request --ad 9001:710101/311,710100/450
  *   rta personas            (demo devices that produce each kind of answer)
+ *   rta book list           (the strategy book's versions, on the admin port; see README "Versions and rollback")
  */
 
 const USAGE = `usage:
@@ -20,7 +23,12 @@ const USAGE = `usage:
            [--os android|ios] [--oaid RAW] [--imei RAW] [--idfa RAW] [--caid RAW] [--android-id RAW] [--mac RAW]
            [--md5 KIND:HEX ...] [--exp ID ...] [--ping] [--test] [--request-id ID]
            [--second-request --ad ADGROUP[@STRATEGY]:CREATIVE/TEMPLATE,CREATIVE/TEMPLATE ...]
-  rta personas [--file data/generated/personas.json]`;
+  rta explain [--admin http://127.0.0.1:8081] [--token T] [--format text|json] [the request flags of send]
+${LOG_USAGE}
+  rta personas [--file data/generated/personas.json]
+  rta book list | show ID | diff ID OTHER          [--admin http://127.0.0.1:8081] [--token T (or RTA_ADMIN_TOKEN)]
+  rta book apply FILE --author A --message M       a new book, checked and put in service on every serving thread
+  rta book rollback ID --author A --message M      a stored version back in service`;
 
 const RAW_ID_OPTIONS = {
   oaid: DeviceIdKind.OAID_MD5,
@@ -51,29 +59,29 @@ function parseAd(text: string): SimulatedAd {
   return { adGroupId: match[1]!, strategyId: match[2] ?? '', creatives };
 }
 
-async function send(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      url: { type: 'string', default: 'http://127.0.0.1:8080' },
-      media: { type: 'string', default: 'tencent' },
-      json: { type: 'boolean', default: false },
-      os: { type: 'string', default: 'android' },
-      oaid: { type: 'string' },
-      imei: { type: 'string' },
-      idfa: { type: 'string' },
-      caid: { type: 'string' },
-      'android-id': { type: 'string' },
-      mac: { type: 'string' },
-      md5: { type: 'string', multiple: true, default: [] },
-      exp: { type: 'string', multiple: true, default: [] },
-      ping: { type: 'boolean', default: false },
-      test: { type: 'boolean', default: false },
-      'request-id': { type: 'string', default: `sim-${Date.now().toString(36)}` },
-      'second-request': { type: 'boolean', default: false },
-      ad: { type: 'string', multiple: true, default: [] },
-    },
-  });
+/** The flags that describe a request, for `send` and `explain`. */
+const REQUEST_OPTIONS = {
+  media: { type: 'string' as const, default: 'tencent' },
+  json: { type: 'boolean' as const, default: false },
+  os: { type: 'string' as const, default: 'android' },
+  oaid: { type: 'string' as const },
+  imei: { type: 'string' as const },
+  idfa: { type: 'string' as const },
+  caid: { type: 'string' as const },
+  'android-id': { type: 'string' as const },
+  mac: { type: 'string' as const },
+  md5: { type: 'string' as const, multiple: true as const, default: [] as string[] },
+  exp: { type: 'string' as const, multiple: true as const, default: [] as string[] },
+  ping: { type: 'boolean' as const, default: false },
+  test: { type: 'boolean' as const, default: false },
+  'request-id': { type: 'string' as const, default: `sim-${Date.now().toString(36)}` },
+  'second-request': { type: 'boolean' as const, default: false },
+  ad: { type: 'string' as const, multiple: true as const, default: [] as string[] },
+};
+type RequestFlags = ReturnType<typeof parseArgs<{ options: typeof REQUEST_OPTIONS }>>['values'];
+
+/** The request the flags describe, encoded the way that media encodes it (raw ids hashed by its rules). */
+function buildRequest(values: RequestFlags) {
   if (!MEDIA_CLIENTS.has(values.media)) throw new UsageError(`--media must be one of ${[...MEDIA_CLIENTS.keys()].join(', ')}`);
   const os = values.os;
   if (os !== 'android' && os !== 'ios') throw new UsageError(`--os must be android or ios`);
@@ -108,7 +116,12 @@ async function send(args: string[]): Promise<void> {
     secondRequest: values['second-request'],
     ads,
   };
-  const { body, contentType } = client.encodeRequest(request, { json: values.json });
+  return { client, ids, ...client.encodeRequest(request, { json: values.json }) };
+}
+
+async function send(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { ...REQUEST_OPTIONS, url: { type: 'string', default: 'http://127.0.0.1:8080' } } });
+  const { client, ids, body, contentType } = buildRequest(values);
 
   console.log(`-> POST ${values.url}${client.path}  (${body.length} bytes, ${contentType})`);
   for (const id of ids) console.log(`   ${Object.keys(KIND_BY_NAME).find((k) => KIND_BY_NAME[k] === id.kind)}=${id.md5}${id.raw ? `  (raw "${id.raw}")` : ''}`);
@@ -125,6 +138,31 @@ async function send(args: string[]): Promise<void> {
   console.log(JSON.stringify(client.decodeReply(replyBytes, response.headers.get('content-type') ?? ''), null, 2));
 }
 
+/** The same request, decided by a serving thread through the admin port's /explain, and explained. */
+async function explain(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { ...REQUEST_OPTIONS, ...ADMIN_OPTIONS, format: { type: 'string', default: 'text' } } });
+  if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format must be text or json');
+  const { client, body, contentType } = buildRequest(values);
+  const response = await fetch(`${values.admin}/explain?media=${client.name}`, {
+    method: 'POST',
+    body,
+    headers: { 'Content-Type': contentType, Accept: values.format === 'json' ? 'application/json' : 'text/plain', ...adminAuthorization(values.token) },
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.trim()}`);
+  process.stdout.write(values.format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
+}
+
+const ADMIN_OPTIONS = {
+  admin: { type: 'string', default: 'http://127.0.0.1:8081' },
+  token: { type: 'string' },
+} as const;
+
+function adminAuthorization(flag: string | undefined): Record<string, string> {
+  const token = flag ?? process.env.RTA_ADMIN_TOKEN;
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 function personas(args: string[]): void {
   const { values } = parseArgs({ args, options: { file: { type: 'string', default: new URL('../../data/generated/personas.json', import.meta.url).pathname } } });
   let text: string;
@@ -136,10 +174,130 @@ function personas(args: string[]): void {
   console.log(JSON.stringify(JSON.parse(text), null, 2));
 }
 
+/** The strategy book's versions, through the admin port's /books routes. */
+async function book(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...ADMIN_OPTIONS,
+      author: { type: 'string' },
+      message: { type: 'string' },
+    },
+  });
+  const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> => {
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', ...adminAuthorization(values.token) };
+    const response = await fetch(`${values.admin}${path}`, { method, headers, body: body === undefined ? null : JSON.stringify(body) });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.trim()}`);
+    return JSON.parse(text);
+  };
+  const signature = () => {
+    if (!values.author || !values.message) throw new UsageError('say who and why: --author and --message are required');
+    return { author: values.author, message: values.message };
+  };
+  const [action, ...operands] = positionals;
+  const wants = (count: number, names: string) => {
+    if (operands.length !== count) throw new UsageError(`rta book ${action} takes ${names}`);
+    return operands as [string, string];
+  };
+  if (action === 'list') {
+    wants(0, 'no operands');
+    printListing((await call('GET', '/books')) as Listing);
+  } else if (action === 'show') {
+    const [id] = wants(1, 'a version id');
+    const shown = (await call('GET', `/books/${id}`)) as { id: string; live: boolean; events: Listing['events']; book: unknown };
+    console.log(`version ${shown.id}${shown.live ? ' (live)' : ''}`);
+    printEvents(shown.events);
+    console.log(JSON.stringify(shown.book, null, 2));
+  } else if (action === 'diff') {
+    const [id, other] = wants(2, 'two version ids');
+    printDiff((await call('GET', `/books/${id}/diff/${other}`)) as BookDiff & { from: string; to: string });
+  } else if (action === 'apply') {
+    const [file] = wants(1, 'a book file');
+    const by = signature();
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw new UsageError(`${file} is not JSON: ${(err as Error).message}`);
+    }
+    printApplied((await call('POST', '/books', { book: json, ...by })) as Applied);
+  } else if (action === 'rollback') {
+    const [id] = wants(1, 'a version id');
+    printApplied((await call('POST', `/books/${id}/apply`, signature())) as Applied);
+  } else {
+    throw new UsageError(action ? `unknown book action "${action}"` : 'rta book needs an action');
+  }
+}
+
+interface Applied {
+  book: string;
+  result: 'applied' | 'rolled_back';
+  bidding: string[];
+  millis: number;
+}
+
+function printApplied(applied: Applied): void {
+  const what = applied.result === 'applied' ? 'applied' : 'rolled back to';
+  console.log(`${what} ${applied.book} on every serving thread in ${applied.millis} ms; bidding: ${applied.bidding.join(', ')}`);
+}
+
+function printListing(listing: Listing): void {
+  console.log(`live version: ${listing.live ?? 'none'}  (* marks the change that put it in service)`);
+  printEvents(listing.events);
+}
+
+function printEvents(events: Listing['events']): void {
+  const width = Math.max(0, ...events.map((e) => e.author.length));
+  for (const e of events) {
+    console.log(`${e.live ? '*' : ' '} ${e.id}  ${e.time}  ${e.result.padEnd(11)}  ${e.author.padEnd(width)}  ${e.message}`);
+    for (const error of e.errors ?? []) console.log(`      ${error}`);
+  }
+}
+
+function printDiff(diff: BookDiff & { from: string; to: string }): void {
+  console.log(`${diff.from} -> ${diff.to}`);
+  const lines = [...fieldLines('book', diff.book), ...itemLines('strategy', diff.strategies), ...itemLines('experiment', diff.experiments)];
+  console.log(lines.length > 0 ? lines.join('\n') : 'no differences');
+}
+
+function itemLines(kind: string, items: ItemChanges): string[] {
+  return [
+    ...items.added.map((id) => `${kind} ${id}: added`),
+    ...items.removed.map((id) => `${kind} ${id}: removed`),
+    ...items.changed.flatMap(({ id, changes }) => fieldLines(`${kind} ${id}`, changes)),
+    ...(items.order ? [`${kind} order: ${items.order.from.join(', ')} -> ${items.order.to.join(', ')}`] : []),
+  ];
+}
+
+function fieldLines(heading: string, changes: FieldChange[]): string[] {
+  if (changes.length === 0) return [];
+  const shown = (change: FieldChange, side: 'from' | 'to') => (side in change ? JSON.stringify(change[side]) : '(unset)');
+  return [`${heading}: changed`, ...changes.map((c) => `  ${c.field}: ${shown(c, 'from')} -> ${shown(c, 'to')}`)];
+}
+
 const [command, ...rest] = process.argv.slice(2);
-const run = command === 'send' ? send(rest) : command === 'personas' ? Promise.resolve(personas(rest)) : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
+const run =
+  command === 'send'
+    ? send(rest)
+    : command === 'personas'
+      ? Promise.resolve(personas(rest))
+      : command === 'book'
+        ? book(rest)
+        : command === 'explain'
+          ? explain(rest)
+          : command === 'log'
+            ? Promise.resolve(logCommand(rest))
+            : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
 run.catch((err: Error) => {
-  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof LogUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`rta: ${err.message}\n${USAGE}`);
     process.exit(2);
   }

@@ -50,6 +50,7 @@ describe('loadConfig', () => {
       profileSchema: join(REPO_ROOT, 'data/profile-schema.json'),
     });
     expect(config.strategies).toBe(join(REPO_ROOT, 'data/strategies.json'));
+    expect(config.strategyHistory).toBe(join(REPO_ROOT, 'data/book-history'));
   });
 
   test('does not read process.env when an env is given', () => {

@@ -14,6 +14,7 @@ import { ProfileRecordWriter } from '../../src/store/profile-record.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../../src/store/profile-schema.js';
 import { parseStrategyFile, StrategyBook } from '../../src/strategy/book.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
+import { bookVersion } from '../../src/strategy/versions.js';
 
 /**
  * The engine end to end, minus the network: a small real embedded store, the demo strategy book, the demo models
@@ -26,14 +27,11 @@ const DEMO_SALT = 'prime-curve-2026w48';
 const profile = loadProfileSchema(DEFAULT_PROFILE_SCHEMA_PATH);
 const inline = new InlineScorer(new BatchScorer(DEFAULT_MANIFEST_PATH, DEFAULT_PROFILE_SCHEMA_PATH));
 const demoFile = JSON.parse(readFileSync(STRATEGIES_PATH, 'utf8'));
-const demoBook = new StrategyBook(parseStrategyFile(demoFile, 'demo'), profile, inline.modelNames);
+const demoBook = new StrategyBook(parseStrategyFile(demoFile, 'demo'), profile, inline.modelNames, bookVersion(demoFile));
 /** The demo book with a fallback cache time of its own, so a fallback reply cannot pass for a take or a reject. */
 const FALLBACK_TTL = 7200;
-const fallbackBook = new StrategyBook(
-  parseStrategyFile({ ...demoFile, cacheTtlSeconds: { ...demoFile.cacheTtlSeconds, fallback: FALLBACK_TTL } }, 'demo'),
-  profile,
-  inline.modelNames,
-);
+const fallbackFile = { ...demoFile, cacheTtlSeconds: { ...demoFile.cacheTtlSeconds, fallback: FALLBACK_TTL } };
+const fallbackBook = new StrategyBook(parseStrategyFile(fallbackFile, 'demo'), profile, inline.modelNames, bookVersion(fallbackFile));
 const defaultEngineConfig = loadConfig({ env: {} }).engine;
 
 const md5 = (text: string) => new Uint8Array(createHash('md5').update(text).digest());
@@ -197,7 +195,7 @@ describe('Engine', () => {
   test('a ping is answered at once with code 0, without looking anything up or scoring', async () => {
     const scorer = new CountingScorer();
     const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]], { isPing: true }));
-    expect(decision).toMatchObject({ code: 0, reason: 'ping', strategies: [], modelVersion: '' });
+    expect(decision).toMatchObject({ code: 0, reason: 'ping', strategies: [], modelVersion: '', bookVersion: demoBook.version, facts: null, experimentTag: 0, experimentTagName: '' });
     expect(scorer.submits).toBe(0);
     expect(await counterValue(metrics.deviceLookups, { result: 'known' })).toBe(0);
   });
@@ -206,7 +204,8 @@ describe('Engine', () => {
     const scorer = new CountingScorer();
     const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
     expect(scorer.submits).toBe(1);
-    expect(decision).toMatchObject({ code: 0, reason: 'take', cacheTtlSeconds: demoBook.cacheTtlSeconds.take, modelVersion: inline.modelVersion });
+    expect(decision).toMatchObject({ code: 0, reason: 'take', cacheTtlSeconds: demoBook.cacheTtlSeconds.take, modelVersion: inline.modelVersion, bookVersion: demoBook.version });
+    expect(decision.facts).not.toBeNull();
     expect(inline.modelVersion).toMatch(/^apply@.+,approve@.+,risk@.+,ltv@.+$/);
     const arm = demoArm(PRIME.oaid);
     expect(decision.strategies).toEqual([
@@ -235,22 +234,25 @@ describe('Engine', () => {
     ]);
   });
 
-  test('an active borrower is rejected with code 2 before any scoring', () => {
+  test('an active borrower is rejected with code 2 before any scoring, with no experiment tag', () => {
     const scorer = new CountingScorer();
     const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]]));
     expect(scorer.submits).toBe(0);
-    const arm = demoArm(BORROWER.oaid);
+    // A reject puts the device in no arm, whatever its bucket in the demo experiment.
     expect(decision).toEqual({
       code: 2,
       reason: 'existing_borrower',
       strategies: [],
       adResults: [],
       cacheTtlSeconds: demoBook.cacheTtlSeconds.reject,
-      experimentTag: arm.tag,
-      experimentTagName: arm.name,
+      experimentTag: 0,
+      experimentTagName: '',
       processingTimeUs: 0,
       modelVersion: '',
+      bookVersion: expect.any(String),
+      facts: expect.anything(),
     });
+    expect(decision.bookVersion).toBe(demoBook.version);
   });
 
   test('a blacklisted device is rejected with code 3 before any scoring', () => {
@@ -263,20 +265,20 @@ describe('Engine', () => {
     const scorer = new CountingScorer();
     const decision = decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, RISKY.oaid]]));
     expect(scorer.submits).toBe(1);
-    expect(decision).toMatchObject({ code: 4, reason: 'high_risk', strategies: [], cacheTtlSeconds: demoBook.cacheTtlSeconds.reject, modelVersion: inline.modelVersion });
+    expect(decision).toMatchObject({ code: 4, reason: 'high_risk', strategies: [], cacheTtlSeconds: demoBook.cacheTtlSeconds.reject, modelVersion: inline.modelVersion, experimentTag: 0, experimentTagName: '' });
   });
 
   test('a device no strategy can want gets code 1 without scoring', () => {
     const scorer = new CountingScorer();
-    expect(decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, NOBODY.oaid]]))).toMatchObject({ code: 1, reason: 'no_strategy_wants' });
+    expect(decide(engineWith({ scorer }), bidRequest([[DeviceIdKind.OAID_MD5, NOBODY.oaid]]))).toMatchObject({ code: 1, reason: 'no_strategy_wants', experimentTag: 0, experimentTagName: '' });
     expect(scorer.submits).toBe(0);
   });
 
   test('no usable id kind: code 5, no lookup, no scoring', async () => {
     const scorer = new CountingScorer();
     const idfaOnly = engineWith({ scorer, config: { deviceIdOrder: ['idfa_md5'] } });
-    expect(decide(idfaOnly, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]))).toMatchObject({ code: 5, reason: 'no_usable_device_id', strategies: [] });
-    expect(decide(engineWith({ scorer }), bidRequest([]))).toMatchObject({ code: 5, reason: 'no_usable_device_id' });
+    expect(decide(idfaOnly, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]))).toMatchObject({ code: 5, reason: 'no_usable_device_id', strategies: [], experimentTag: 0, experimentTagName: '', facts: null });
+    expect(decide(engineWith({ scorer }), bidRequest([]))).toMatchObject({ code: 5, reason: 'no_usable_device_id', bookVersion: demoBook.version, facts: null });
     expect(scorer.submits).toBe(0);
     expect(await counterValue(metrics.deviceLookups, { result: 'unknown' })).toBe(0);
     expect(await counterValue(metrics.deviceLookups, { result: 'known' })).toBe(0);
@@ -342,24 +344,27 @@ describe('Engine', () => {
     expect(await counterValue(metrics.strategyDecisions, { strategy: 'acq_prime_new' })).toBe(1);
   });
 
-  test('a missed deadline with the reject fallback: code 6, fallback cache time, the request-level experiment tag', async () => {
+  test('a missed deadline with the reject fallback: code 6, fallback cache time, no experiment tag', async () => {
     const scorer = new MissingDeadlineScorer();
     const engine = engineWith({ scorer, book: fallbackBook, config: { scoreDeadlineMicros: 2000 } });
     const decision = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), 1000);
     // The job carries the deadline: the body's arrival plus the configured budget.
     expect(scorer.deadlines).toEqual([1002]);
-    const arm = demoArm(PRIME.oaid);
+    // PRIME would be taken by acq_prime_new in its arm; a reject fallback takes nothing, so it reports no arm.
     expect(decision).toEqual({
       code: 6,
       reason: 'deadline_fallback',
       strategies: [],
       adResults: [],
       cacheTtlSeconds: FALLBACK_TTL,
-      experimentTag: arm.tag,
-      experimentTagName: arm.name,
+      experimentTag: 0,
+      experimentTagName: '',
       processingTimeUs: 0,
       modelVersion: '',
+      bookVersion: expect.any(String),
+      facts: expect.anything(),
     });
+    expect(decision.bookVersion).toBe(fallbackBook.version);
     expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(1);
   });
 
@@ -385,6 +390,9 @@ describe('Engine', () => {
     ]);
     expect(lookalike.strategies.every((s) => s.cpaPriceFen === 0 && s.cpcPriceFen === 0)).toBe(true);
     expect(lookalike.strategies[0]).toMatchObject({ experimentTag: demoArm(unknownKey).tag, experimentTagName: demoArm(unknownKey).name });
+    expect(lookalike.strategies[1]).toMatchObject({ experimentTag: 0, experimentTagName: '' });
+    // Both at coefficient 1: the first in book order, acq_prime_new, gives the request-level tag.
+    expect([lookalike.experimentTag, lookalike.experimentTagName]).toEqual([demoArm(unknownKey).tag, demoArm(unknownKey).name]);
     expect(await counterValue(metrics.deadlineFallbacks, { media: 'test' })).toBe(2);
 
     // Exclusions before scoring still apply: the deadline never comes into it.
@@ -407,7 +415,7 @@ class ThrowingScorer implements Scorer {
 /** Fault injection: a strategy condition or a value formula that throws, before or after scoring. */
 class ThrowingBook extends StrategyBook {
   constructor(private readonly throwsIn: 'screen' | 'decide' | 'decide and neutral') {
-    super(parseStrategyFile({ ...demoFile, cacheTtlSeconds: { ...demoFile.cacheTtlSeconds, fallback: FALLBACK_TTL } }, 'demo'), profile, inline.modelNames);
+    super(parseStrategyFile(fallbackFile, 'demo'), profile, inline.modelNames, bookVersion(fallbackFile));
   }
   override screen(...args: Parameters<StrategyBook['screen']>): ReturnType<StrategyBook['screen']> {
     if (this.throwsIn === 'screen') throw new TypeError("Cannot read properties of undefined (reading 'when')");
@@ -438,10 +446,10 @@ describe('the error boundary: whatever throws answers that request with the fall
     ['score', { scorer: new ThrowingScorer(), book: fallbackBook }],
     ['screen', { book: new ThrowingBook('screen') }],
     ['decide', { book: new ThrowingBook('decide') }],
-  ] as const)('a throw in %s: code 6 with the fallback cache time and the experiment tag, the thread goes on', async (stage, parts) => {
+  ] as const)('a throw in %s: code 6 with the fallback cache time and no experiment tag, the thread goes on', async (stage, parts) => {
     const engine = engineWith(parts);
     const decision = decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
-    expect(decision).toMatchObject({ code: 6, reason: 'error_fallback', cacheTtlSeconds: FALLBACK_TTL, strategies: [], experimentTag: demoArm(PRIME.oaid).tag, modelVersion: '' });
+    expect(decision).toMatchObject({ code: 6, reason: 'error_fallback', cacheTtlSeconds: FALLBACK_TTL, strategies: [], experimentTag: 0, experimentTagName: '', modelVersion: '', bookVersion: fallbackBook.version });
     expect(await counterValue(metrics.requestErrors, { stage })).toBe(1);
     // Exclusions decided before the faulty stage are still answered normally.
     if (stage !== 'screen') expect(decide(engine, bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]])).code).toBe(2);

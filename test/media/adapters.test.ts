@@ -53,6 +53,8 @@ const decision = (overrides: Partial<Decision> = {}): Decision => ({
   experimentTagName: '',
   processingTimeUs: 0,
   modelVersion: '',
+  bookVersion: '',
+  facts: null,
   ...overrides,
 });
 

@@ -37,6 +37,7 @@ const take: Decision = {
   experimentTagName: 'ctrl',
   processingTimeUs: 1500,
   modelVersion: 'apply@3',
+  bookVersion: '3f9a1c2b7d4e',
 };
 
 describe.skipIf(!protocFound)('protoc compatibility: tencent', () => {
@@ -233,6 +234,7 @@ describe.skipIf(!protocFound)('protoc compatibility: native', () => {
         'model_version: "apply@3"',
         'experiment_tag: 12',
         'experiment_tag_name: "ctrl"',
+        'book_version: "3f9a1c2b7d4e"',
         '',
       ].join('\n'),
     );

@@ -65,7 +65,8 @@ describe('fallback "reject"', () => {
     expect(reply.code).toBe(6);
     expect(reply.response_cache_time).toBe(book.cacheTtlSeconds.fallback);
     expect(reply.out_target_id ?? []).toEqual([]);
-    expect(reply.dsp_tag).toBeDefined();
+    // A fallback takes nothing, so it names no experiment arm: the media must not count the device in a split.
+    expect(reply.dsp_tag).toBeUndefined();
     const after = await scrape(engine);
     const delta = (name: string, labels: Record<string, string>) => metricSum(after, name, labels) - metricSum(before, name, labels);
     expect(delta('rta_deadline_fallbacks_total', { media: 'tencent' })).toBe(1);

@@ -208,8 +208,8 @@ describe('device ids', () => {
 
     const blacklisted = await ask(requestFor(null, { ids: [unknownOaid, blacklistedImei] }));
     expectReject(blacklisted, 3);
-    // The experiment arm follows the key that was found, not the first one sent.
-    expect(Number(blacklisted.dsp_tag)).toBe(expectedArm(blacklistedImei.md5).tag);
+    // A reject is in no arm: neither the found IMEI's nor the unknown OAID's (engine.test.ts shows the arm follows the found key).
+    expect([blacklisted.dsp_tag, blacklisted.dsp_tag_str]).toEqual([undefined, undefined]);
     expectReject(await ask(requestFor(null, { ids: [unknownOaid, borrowerImei] })), 2);
 
     // Both known: the oaid ranks first and wins.
@@ -219,23 +219,54 @@ describe('device ids', () => {
 });
 
 describe('experiment tag', () => {
-  test('every device gets the arm its key hashes to, the same on every request, and both arms occur', async () => {
+  test('the experiment strategy carries the arm its key hashes to on every request, both arms occur; the request the best strategy arm', async () => {
     const seen = new Set<number>();
     for (const persona of Object.values(personas)) {
       for (const device of persona) {
-        const first = await ask(requestFor(device));
-        const again = await ask(requestFor(device, { platformExperimentIds: [LOOKALIKE_EXPERIMENT] }));
         const arm = expectedArm(lookupKey(device));
-        expect(Number(first.dsp_tag)).toBe(arm.tag);
-        expect(first.dsp_tag_str).toBe(arm.name);
-        expect(again.dsp_tag).toBe(first.dsp_tag);
-        seen.add(arm.tag);
-        // The strategy in the experiment carries the same arm as the request.
-        const inExperiment = first.target_infos?.find((t) => primaryExperiment.strategies.includes(t.out_target_id));
-        if (inExperiment) expect([inExperiment.dsp_tag, inExperiment.dsp_tag_str]).toEqual([first.dsp_tag, first.dsp_tag_str]);
+        for (const platformExperimentIds of [[], [LOOKALIKE_EXPERIMENT]]) {
+          const reply = await ask(requestFor(device, { platformExperimentIds }));
+          const infos = reply.target_infos ?? [];
+          for (const info of infos) {
+            if (primaryExperiment.strategies.includes(info.out_target_id)) {
+              expect([Number(info.dsp_tag), info.dsp_tag_str], info.out_target_id).toEqual([arm.tag, arm.name]);
+              seen.add(arm.tag);
+            } else expect([info.dsp_tag, info.dsp_tag_str], info.out_target_id).toEqual([undefined, undefined]);
+          }
+          // The request-level tag is that of the strategy bid highest for (the first listed on a tie); none when nothing is taken.
+          let best: TargetInfo | undefined;
+          for (const info of infos) if (best === undefined || info.user_weight_factor! > best.user_weight_factor!) best = info;
+          expect([reply.dsp_tag, reply.dsp_tag_str]).toEqual(best ? [best.dsp_tag, best.dsp_tag_str] : [undefined, undefined]);
+        }
       }
     }
     expect([...seen].sort()).toEqual(primaryExperiment.arms.map((a) => a.tag).sort());
+  });
+
+  test('no top-level dsp_tag on a reject or on a reply taken only outside the experiment; a prime prospect carries its arm at both levels', async () => {
+    // Before the fix every reply carried the first experiment's arm at the top, whoever decided it.
+    for (const device of personas.active_borrower) {
+      const reply = await ask(requestFor(device));
+      expectReject(reply, 2);
+      expect([reply.dsp_tag, reply.dsp_tag_str]).toEqual([undefined, undefined]);
+    }
+    for (const device of personas.dormant_approved) {
+      const request = requestFor(device);
+      const reply = await ask(request);
+      expectTake(reply, request);
+      expect(reply.out_target_id).toEqual(['react_dormant']);
+      expect([reply.dsp_tag, reply.dsp_tag_str]).toEqual([undefined, undefined]);
+      expect([reply.target_infos![0]!.dsp_tag, reply.target_infos![0]!.dsp_tag_str]).toEqual([undefined, undefined]);
+    }
+    for (const device of personas.prime_prospect) {
+      const request = requestFor(device);
+      const reply = await ask(request);
+      expectTake(reply, request);
+      expect(reply.out_target_id).toEqual(['acq_prime_new']);
+      const arm = expectedArm(lookupKey(device));
+      expect([Number(reply.target_infos![0]!.dsp_tag), reply.target_infos![0]!.dsp_tag_str]).toEqual([arm.tag, arm.name]);
+      expect([Number(reply.dsp_tag), reply.dsp_tag_str]).toEqual([arm.tag, arm.name]);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { Os } from '../../src/engine/types.js';
-import { loadStrategyBook } from '../../src/strategy/book.js';
+import { loadStrategyBook, Verdict } from '../../src/strategy/book.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
 import { bidStrategy, buildBook, makeView, md5Key, MODEL_NAMES, profile, screenAndDecide, strategyDecision, type ModelScores } from './support.js';
 
@@ -19,6 +19,15 @@ function decisionWith(bid: Record<string, unknown>, scores: ModelScores = SCORES
 
 function coefficientWith(bid: Record<string, unknown>, scores: ModelScores = SCORES): number | undefined {
   return decisionWith(bid, scores)?.coefficient;
+}
+
+/** The first device key (md5 of "device-<i>") that satisfies `wanted`. */
+function firstKey(wanted: (key: Uint8Array) => boolean): Uint8Array {
+  for (let i = 0; i < 100_000; i++) {
+    const key = md5Key(`device-${i}`);
+    if (wanted(key)) return key;
+  }
+  throw new Error('no key found');
 }
 
 describe('expected value and coefficient', () => {
@@ -139,14 +148,18 @@ describe('exclusions and screening', () => {
 
   test('a profile-only exclusion stops everything before scoring, the first listed one winning', () => {
     const both = screenAndDecide(book, { record: { flags: ['active_borrower', 'blacklisted'] }, scores: SCORES });
-    expect(both.screen).toEqual({ exclusion: 'blacklisted', candidates: 0 });
-    expect(screenAndDecide(book, { record: { flags: ['active_borrower'] } }).screen).toEqual({ exclusion: 'existing_borrower', candidates: 0 });
+    expect(both.screen).toEqual({ exclusion: 'blacklisted', excludedBy: 'excl_blacklist', candidates: 0 });
+    expect(screenAndDecide(book, { record: { flags: ['active_borrower'] } }).screen).toEqual({ exclusion: 'existing_borrower', excludedBy: 'excl_borrower', candidates: 0 });
   });
 
   test('screening marks the strategies whose profile part holds; score parts wait for decide', () => {
+    const screenMask = new Uint8Array(book.bidStrategyCount);
+    expect(book.screen(makeView({ record: { flags: ['registered', 'approved'] }, scores: SCORES }), screenMask)).toEqual({ exclusion: null, excludedBy: null, candidates: 2 });
+    expect([...screenMask]).toEqual([Verdict.NOT_CANDIDATE, Verdict.CANDIDATE, Verdict.CANDIDATE]);
     const { screen, mask, outcome } = screenAndDecide(book, { record: { flags: ['registered', 'approved'] }, scores: SCORES });
-    expect(screen).toEqual({ exclusion: null, candidates: 2 });
-    expect([...mask]).toEqual([0, 1, 1]);
+    expect(screen).toEqual({ exclusion: null, excludedBy: null, candidates: 2 });
+    // decide turns each candidate's byte into its verdict.
+    expect([...mask]).toEqual([Verdict.NOT_CANDIDATE, Verdict.TAKEN, Verdict.SCORES_FAILED]);
     expect(outcome?.strategies.map((s) => s.strategyId)).toEqual(['approved']);
     const likely = screenAndDecide(book, { record: { flags: ['registered', 'approved'] }, scores: { ...SCORES, apply: 0.75 } });
     expect(likely.outcome?.strategies.map((s) => s.strategyId)).toEqual(['approved', 'likely']);
@@ -162,23 +175,23 @@ describe('exclusions and screening', () => {
 
   test('an exclusion that reads a score is applied in decide', () => {
     const risky = screenAndDecide(book, { scores: { ...SCORES, risk: 0.25 } });
-    expect(risky.screen).toEqual({ exclusion: null, candidates: 2 });
-    expect(risky.outcome).toMatchObject({ exclusion: 'high_risk', strategies: [], adResults: [] });
+    expect(risky.screen).toEqual({ exclusion: null, excludedBy: null, candidates: 2 });
+    expect(risky.outcome).toMatchObject({ exclusion: 'high_risk', excludedBy: 'excl_risk', strategies: [], adResults: [], experimentTag: 0, experimentTagName: '' });
     // Its score-free option already excludes before scoring, so a device excluded by its profile is never scored.
     const overdue = screenAndDecide(book, { record: { flags: ['overdue_recent'] }, scores: SCORES });
-    expect(overdue.screen).toEqual({ exclusion: 'high_risk', candidates: 0 });
+    expect(overdue.screen).toEqual({ exclusion: 'high_risk', excludedBy: 'excl_risk', candidates: 0 });
     expect(overdue.outcome).toBeNull();
     const safe = screenAndDecide(book, { scores: SCORES });
-    expect(safe.outcome).toMatchObject({ exclusion: null, strategies: [{ strategyId: 'new', coefficient: 1 }] });
+    expect(safe.outcome).toMatchObject({ exclusion: null, excludedBy: null, strategies: [{ strategyId: 'new', coefficient: 1 }] });
   });
 
   test('a device no bidding strategy can want has no candidates', () => {
     const { screen, mask, outcome } = screenAndDecide(book, { record: { flags: ['registered'] }, scores: SCORES });
-    expect(screen).toEqual({ exclusion: null, candidates: 1 });
-    expect([...mask]).toEqual([0, 0, 1]);
+    expect(screen).toEqual({ exclusion: null, excludedBy: null, candidates: 1 });
+    expect([...mask]).toEqual([Verdict.NOT_CANDIDATE, Verdict.NOT_CANDIDATE, Verdict.SCORES_FAILED]);
     expect(outcome?.strategies).toEqual([]);
     const nobody = buildBook({ strategies: [bidStrategy('s', { targetValueFen: 1 }, { when: { known: true } })] });
-    expect(screenAndDecide(nobody, {}).screen).toEqual({ exclusion: null, candidates: 0 });
+    expect(screenAndDecide(nobody, {}).screen).toEqual({ exclusion: null, excludedBy: null, candidates: 0 });
   });
 });
 
@@ -199,10 +212,12 @@ describe('the demo book (data/strategies.json)', () => {
     expect(outcome?.strategies).toEqual([
       { strategyId: 'react_dormant', coefficient: 0.559, creativeId: 720201, cpaPriceFen: 0, cpcPriceFen: 0, experimentTag: 0, experimentTagName: '', pcvr: 0.5 },
     ]);
-    // The request-level tag comes from the demo experiment even though react_dormant is not in it.
-    const control = experimentBucket('prime-curve-2026w48', key) < 5000;
-    expect(outcome?.experimentTag).toBe(control ? 480001 : 480002);
-    expect(outcome?.experimentTagName).toBe(control ? 'control' : 'steep');
+    // The request-level tag is the arm of the best strategy taken: react_dormant is in no experiment, so none, even
+    // for a device that falls in an arm of the demo experiment (whose strategy acq_prime_new did not take it).
+    expect(outcome).toMatchObject({ exclusion: null, excludedBy: null, experimentTag: 0, experimentTagName: '' });
+    const otherArm = firstKey((k) => experimentBucket('prime-curve-2026w48', k) < 5000 !== experimentBucket('prime-curve-2026w48', key) < 5000);
+    const other = screenAndDecide(demo, { record: { flags: ['registered', 'applied', 'approved', 'dormant'], fields: { days_since_last_active: 120, credit_limit_hundred_yuan: 300 } }, scores: { apply: 0.5, approve: 0.25, risk: 0.125, ltv: 400 } }, { key: otherArm });
+    expect(other.outcome).toMatchObject({ strategies: [{ strategyId: 'react_dormant', experimentTag: 0 }], experimentTag: 0, experimentTagName: '' });
   });
 
   test('a dormant customer below 90 days or with a small limit', () => {
@@ -228,6 +243,34 @@ describe('the demo book (data/strategies.json)', () => {
     expect(screenAndDecide(demo, { scores: { ...SCORES, risk: 0.2 } }).outcome?.exclusion).toBe('high_risk');
     expect(screenAndDecide(demo, { record: { flags: ['blacklisted'] } }).screen.exclusion).toBe('blacklisted');
     expect(screenAndDecide(demo, { record: { flags: ['active_borrower'] } }).screen.exclusion).toBe('existing_borrower');
+  });
+
+  test('the request-level tag is the arm of the strategy taken with the highest coefficient', () => {
+    // value = 0.25 x (0.875 x 40000 - 0.125 x 150000) = 4062.5 fen. acq_prime_new: control sqrt(4062.5 / 9500) = 0.654,
+    // steep (4062.5 / 9500) ^ 0.8 = 0.507; acq_platform_lookalike (no experiment): sqrt(4062.5 / 12000) = 0.582.
+    const control = firstKey((k) => experimentBucket('prime-curve-2026w48', k) < 5000);
+    const steep = firstKey((k) => experimentBucket('prime-curve-2026w48', k) >= 5000);
+    const outcomeFor = (key: Uint8Array, platformExperimentIds: number[]) => screenAndDecide(demo, { platformExperimentIds, scores: SCORES }, { key }).outcome!;
+    const tags = (o: ReturnType<typeof outcomeFor>) => o.strategies.map((s) => [s.strategyId, s.coefficient, s.experimentTag, s.experimentTagName]);
+
+    const alone = outcomeFor(steep, []);
+    expect(tags(alone)).toEqual([['acq_prime_new', 0.507, 480002, 'steep']]);
+    expect(alone).toMatchObject({ experimentTag: 480002, experimentTagName: 'steep' });
+
+    const controlBoth = outcomeFor(control, [32768]);
+    expect(tags(controlBoth)).toEqual([
+      ['acq_prime_new', 0.654, 480001, 'control'],
+      ['acq_platform_lookalike', 0.582, 0, ''],
+    ]);
+    expect(controlBoth).toMatchObject({ experimentTag: 480001, experimentTagName: 'control' });
+
+    // Under the steep arm the lookalike probe bids higher, and it is in no experiment: no request-level tag.
+    const steepBoth = outcomeFor(steep, [32768]);
+    expect(tags(steepBoth)).toEqual([
+      ['acq_prime_new', 0.507, 480002, 'steep'],
+      ['acq_platform_lookalike', 0.582, 0, ''],
+    ]);
+    expect(steepBoth).toMatchObject({ experimentTag: 0, experimentTagName: '' });
   });
 
   test('the lookalike probe only runs inside platform experiment 32768 and only for unknown devices', () => {

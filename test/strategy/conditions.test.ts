@@ -1,18 +1,26 @@
 import { describe, expect, test } from 'vitest';
 import { Os } from '../../src/engine/types.js';
-import { compileCondition, splitByStage, type ConditionScope } from '../../src/strategy/conditions.js';
-import { conditionSchema, type ConditionInput } from '../../src/strategy/schema.js';
+import { compileCondition, splitByStage, type CompiledCondition, type ConditionScope } from '../../src/strategy/conditions.js';
+import { conditionSchema, type Condition, type ConditionInput } from '../../src/strategy/schema.js';
 import { makeView, MODEL_NAMES, profile, type ViewSpec } from './support.js';
 
 const scope: ConditionScope = { profile, modelIndex: new Map(MODEL_NAMES.map((name, i) => [name, i])) };
 
+/** Compiles a condition that must have no problems: a predicate compiled with problems is not to be used. */
+function compile(condition: Condition, where = 'test'): CompiledCondition {
+  const problems: string[] = [];
+  const compiled = compileCondition(condition, scope, where, problems);
+  expect(problems).toEqual([]);
+  return compiled;
+}
+
 /** Parses the condition as the strategy file would (defaults filled in), compiles it and runs it on one view. */
 function holds(condition: ConditionInput, spec: ViewSpec): boolean {
-  return compileCondition(conditionSchema.parse(condition), scope, 'test').test(makeView(spec));
+  return compile(conditionSchema.parse(condition)).test(makeView(spec));
 }
 
 function needsScores(condition: ConditionInput): boolean {
-  return compileCondition(conditionSchema.parse(condition), scope, 'test').needsScores;
+  return compile(conditionSchema.parse(condition)).needsScores;
 }
 
 describe('compiled conditions', () => {
@@ -110,7 +118,19 @@ describe('compiled conditions', () => {
   });
 
   test('flags from a non-flags field are refused', () => {
-    expect(() => compileCondition({ flagsAny: ['registered', 'nonsense'] }, scope, 'here')).toThrow(/^here\.flagsAny: .*no profile flag "nonsense"/);
+    const problems: string[] = [];
+    compileCondition({ flagsAny: ['registered', 'nonsense'] }, scope, 'here', problems);
+    expect(problems).toEqual([expect.stringMatching(/^here\.flagsAny: .*no profile flag "nonsense"/)]);
+  });
+
+  test('every unknown name in a condition is reported, not just the first', () => {
+    const problems: string[] = [];
+    compileCondition({ flagsAll: ['vip'], fields: { salary: { min: 1 } }, anyOf: [{ scores: { churn: { max: 0.5 } } }] }, scope, 'here', problems);
+    expect(problems).toEqual([
+      expect.stringMatching(/^here\.flagsAll: .*no profile flag "vip"/),
+      expect.stringMatching(/^here\.fields\.salary: .*no profile field "salary"/),
+      expect.stringMatching(/^here\.anyOf\[0\]\.scores\.churn: no model "churn"/),
+    ]);
   });
 });
 
@@ -154,8 +174,8 @@ describe('splitByStage', () => {
       scores: { risk: { max: 0.2 } },
     });
     const { beforeScoring, afterScoring } = splitByStage(whole);
-    const before = compileCondition(beforeScoring, scope, 'b');
-    const after = compileCondition(afterScoring, scope, 'a');
+    const before = compile(beforeScoring, 'b');
+    const after = compile(afterScoring, 'a');
     expect(before.needsScores).toBe(false);
     const specs: ViewSpec[] = [
       { os: Os.IOS, scores: { risk: 0.1 } },
@@ -164,7 +184,7 @@ describe('splitByStage', () => {
       { os: Os.IOS, scores: { risk: 0.5 } },
       { os: Os.IOS, record: { flags: ['registered'] }, scores: { risk: 0.1 } },
     ];
-    const wholeCompiled = compileCondition(whole, scope, 'w');
+    const wholeCompiled = compile(whole, 'w');
     const staged = specs.map((s) => before.test(makeView(s)) && after.test(makeView(s)));
     expect(staged).toEqual(specs.map((s) => wholeCompiled.test(makeView(s))));
     expect(staged).toEqual([true, false, true, false, false]);

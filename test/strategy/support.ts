@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { expect } from 'vitest';
 import type { CandidateAd } from '../../src/engine/types.js';
 import { StrategyBook, parseStrategyFile } from '../../src/strategy/book.js';
 import type { DeviceView } from '../../src/strategy/device-view.js';
@@ -76,6 +77,21 @@ export function refusal(json: unknown): string {
   const problem = problemWith(json);
   if (problem === undefined) throw new Error('the strategy file was accepted');
   return problem;
+}
+
+/** The `<path>: <message>` lines of a refusal, once its first line has named the file and counted them right. */
+export function refusedProblems(json: unknown): string[] {
+  const [head, ...lines] = refusal(json).split('\n');
+  expect(head).toBe(`test strategies is invalid (${lines.length === 1 ? '1 error' : `${lines.length} errors`}):`);
+  for (const line of lines) expect(line).toMatch(/^ {2}\S/);
+  return lines.map((line) => line.slice(2));
+}
+
+/** The one problem of a file refused for exactly one. */
+export function onlyProblem(json: unknown): string {
+  const problems = refusedProblems(json);
+  expect(problems).toHaveLength(1);
+  return problems[0]!;
 }
 
 export function md5Key(text: string): Uint8Array {

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 
 /**
@@ -28,7 +30,17 @@ function spawnEngine(env: Record<string, string>): { child: ChildProcess; output
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does it first)`);
   const child = spawn(process.execPath, [MAIN], {
     cwd: REPO_ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', ...env },
+    // Each engine logs its decisions and keeps its book history in folders of its own: tests never write into the
+    // repository's data/.
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      ADMIN_PORT: '0',
+      RTA_DECISION_LOG_DIR: mkdtempSync(join(tmpdir(), 'rta-decisions-')),
+      RTA_STRATEGY_HISTORY: mkdtempSync(join(tmpdir(), 'rta-book-history-')),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -262,6 +262,7 @@ function toReplyMessage(context: BidContext, decision: Decision) {
     model_version: decision.modelVersion,
     experiment_tag: decision.experimentTag,
     experiment_tag_name: decision.experimentTagName,
+    book_version: decision.bookVersion,
   };
 }
 
@@ -320,5 +321,6 @@ function toJsonReply(context: BidContext, decision: Decision) {
     modelVersion: decision.modelVersion,
     experimentTag: String(decision.experimentTag),
     experimentTagName: decision.experimentTagName,
+    bookVersion: decision.bookVersion,
   };
 }

@@ -1,0 +1,128 @@
+/**
+ * Writes protobuf fields straight into a fixed block, for the decision log's per-request record. protobufjs's
+ * Writer builds a list of operations and allocates per message; here a record costs stores into memory already
+ * there. Writes past the block's end are dropped by the typed array, so the caller writes optimistically and
+ * checks `overflowed` once at the end of a record, instead of measuring every field before writing it.
+ */
+const UTF8 = new TextEncoder();
+
+export class ProtoWriter {
+  pos = 0;
+  private readonly float = new Float32Array(1);
+  private readonly floatBytes = new Uint8Array(this.float.buffer);
+
+  constructor(readonly bytes: Uint8Array) {}
+
+  get overflowed(): boolean {
+    return this.pos > this.bytes.length;
+  }
+
+  /** Non-negative integers up to 2^53. */
+  varint(value: number): void {
+    const b = this.bytes;
+    let v = value;
+    while (v > 127) {
+      b[this.pos++] = (v & 127) | 128;
+      v = v > 0xffffffff ? Math.floor(v / 128) : v >>> 7;
+    }
+    b[this.pos++] = v;
+  }
+
+  uint(field: number, value: number): void {
+    if (value === 0) return;
+    this.tag(field, 0);
+    this.varint(value);
+  }
+
+  bool(field: number, value: boolean): void {
+    if (!value) return;
+    this.tag(field, 0);
+    this.bytes[this.pos++] = 1;
+  }
+
+  /** Skips NaN: a float the record does not have is left out, not written as NaN. */
+  float32(field: number, value: number): void {
+    if (value !== value || value === 0) return;
+    this.float[0] = value;
+    const b = this.bytes;
+    const f = this.floatBytes;
+    this.tag(field, 5);
+    b[this.pos++] = f[0]!;
+    b[this.pos++] = f[1]!;
+    b[this.pos++] = f[2]!;
+    b[this.pos++] = f[3]!;
+  }
+
+  bytesField(field: number, value: Uint8Array): void {
+    if (value.length === 0) return;
+    this.tag(field, 2);
+    this.varint(value.length);
+    if (this.pos + value.length <= this.bytes.length) this.bytes.set(value, this.pos);
+    this.pos += value.length;
+  }
+
+  string(field: number, value: string): void {
+    if (value.length === 0) return;
+    this.tag(field, 2);
+    const start = this.begin();
+    if (this.pos < this.bytes.length) this.pos += UTF8.encodeInto(value, this.bytes.subarray(this.pos)).written;
+    // encodeInto stops at the block's end: a string cut short means the record did not fit.
+    if (this.pos >= this.bytes.length) this.pos = this.bytes.length + 1;
+    this.end(start);
+  }
+
+  packedFloats(field: number, values: Float32Array, from: number, count: number): void {
+    if (count === 0) return;
+    this.tag(field, 2);
+    this.varint(count * 4);
+    for (let i = 0; i < count; i++) {
+      this.float[0] = values[from + i]!;
+      const f = this.floatBytes;
+      this.bytes[this.pos++] = f[0]!;
+      this.bytes[this.pos++] = f[1]!;
+      this.bytes[this.pos++] = f[2]!;
+      this.bytes[this.pos++] = f[3]!;
+    }
+  }
+
+  packedUints(field: number, values: readonly number[]): void {
+    if (values.length === 0) return;
+    this.tag(field, 2);
+    const start = this.begin();
+    for (const v of values) this.varint(v);
+    this.end(start);
+  }
+
+  private tag(field: number, wireType: number): void {
+    const tag = (field << 3) | wireType;
+    if (tag < 128) this.bytes[this.pos++] = tag;
+    else this.varint(tag);
+  }
+
+  /** Opens a nested message as field `field`; close it with `end`. */
+  beginField(field: number): number {
+    this.tag(field, 2);
+    return this.begin();
+  }
+
+  /** Opens something length-delimited whose length is not known yet (reserves one byte); the tag is the caller's. */
+  begin(): number {
+    return this.pos++;
+  }
+
+  /** Closes what `begin` opened: writes its length, moving the content right in the rare case it needs >1 byte. */
+  end(start: number): void {
+    const length = this.pos - start - 1;
+    if (length < 128) {
+      this.bytes[start] = length;
+      return;
+    }
+    let size = 1;
+    for (let v = length; v > 127; v = Math.floor(v / 128)) size++;
+    this.bytes.copyWithin(start + size, start + 1, this.pos);
+    const pos = this.pos + size - 1;
+    this.pos = start;
+    this.varint(length);
+    this.pos = pos;
+  }
+}

@@ -1,0 +1,216 @@
+import type { Config } from '../../config.js';
+import type { BidContext, Decision } from '../../engine/types.js';
+import { Verdict, type StrategyBook } from '../../strategy/book.js';
+import type { HotCounter } from '../hot-metrics.js';
+import { DecisionLogFiles } from './files.js';
+import { ProtoWriter } from './proto-writer.js';
+
+/**
+ * One serving thread's side of the decision log (proto/log/decision_log.proto): each decision is encoded straight
+ * into the current block of a fixed ring of blocks; full blocks (or, every flushMillis, the current one) go to
+ * the thread's file through libuv's thread pool, so the request path never waits on a disk. When every block is
+ * still waiting for the disk, records are dropped and counted: the log never slows or grows the engine.
+ */
+export type DecisionLogConfig = Config['decisionLog'];
+
+/** Outcome labels of rta_decision_log_records_total. */
+export type RecordResult = 'logged' | 'dropped_ring_full' | 'dropped_too_large';
+
+const UTF8 = new TextEncoder();
+
+export class DecisionLogRecorder {
+  private readonly free: Uint8Array[] = [];
+  private block: Uint8Array | null;
+  private writer: ProtoWriter;
+  private readonly slots: Record<RecordResult, number>;
+  /** Per book: its strategy ids' UTF-8, so a record copies bytes instead of encoding strings. */
+  private book: StrategyBook | null = null;
+  private strategyIds: Uint8Array[] = [];
+  private readonly timer: NodeJS.Timeout;
+  /** UTF-8 of the strings that repeat from record to record (names, versions, reasons): encoding one costs more than the rest of a field. */
+  private readonly utf8 = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly config: DecisionLogConfig,
+    private readonly files: DecisionLogFiles,
+    private readonly thread: number,
+    private readonly counter: HotCounter<'result'>,
+  ) {
+    for (let i = 0; i < config.blocks; i++) this.free.push(new Uint8Array(config.blockBytes));
+    this.block = this.free.pop()!;
+    this.writer = new ProtoWriter(this.block);
+    this.slots = {
+      logged: counter.slot({ result: 'logged' }),
+      dropped_ring_full: counter.slot({ result: 'dropped_ring_full' }),
+      dropped_too_large: counter.slot({ result: 'dropped_too_large' }),
+    };
+    this.timer = setInterval(() => this.flush(), config.flushMillis).unref();
+  }
+
+  static async open(config: DecisionLogConfig, thread: number, counter: HotCounter<'result'>, onWriteError: (error: Error) => void): Promise<DecisionLogRecorder> {
+    return new DecisionLogRecorder(config, await DecisionLogFiles.open(config, thread, onWriteError), thread, counter);
+  }
+
+  /** Whether this decision keeps its raw request and reply bytes. */
+  sampleRaw(): boolean {
+    return this.config.rawSampleRate > 0 && Math.random() < this.config.rawSampleRate;
+  }
+
+  /**
+   * Records one decision; call it while the decision is delivered (its facts are valid only then). `raw` is the
+   * request body when sampleRaw() said so.
+   */
+  record(context: BidContext, decision: Decision, timeMs: number, raw: { request: Uint8Array; reply: Uint8Array; contentType: string } | null): void {
+    if (this.block === null && !this.nextBlock()) {
+      this.counter.add(this.slots.dropped_ring_full);
+      return;
+    }
+    const start = this.writer.pos;
+    this.encode(this.writer, context, decision, timeMs, raw);
+    if (!this.writer.overflowed) {
+      this.counter.add(this.slots.logged);
+      return;
+    }
+    // Did not fit: the block goes out as it was before this record, and the record is written again in a new one.
+    this.writer.pos = start;
+    if (start === 0) {
+      this.counter.add(this.slots.dropped_too_large);
+      return;
+    }
+    this.ship();
+    this.record(context, decision, timeMs, raw);
+  }
+
+  /** Writes what the current block holds; resolves once everything shipped so far is on disk (for a drain). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.flush();
+    await this.files.close();
+  }
+
+  private flush(): void {
+    if (this.block !== null && this.writer.pos > 0) this.ship();
+  }
+
+  private ship(): void {
+    const block = this.block!;
+    const length = this.writer.pos;
+    this.block = null;
+    this.files.write(block, length, () => this.free.push(block));
+    this.nextBlock();
+  }
+
+  private nextBlock(): boolean {
+    const block = this.free.pop();
+    if (block === undefined) return false;
+    this.block = block;
+    this.writer = new ProtoWriter(block);
+    return true;
+  }
+
+  /** One length-delimited DecisionRecord. Field numbers are those of proto/log/decision_log.proto. */
+  private encode(w: ProtoWriter, context: BidContext, decision: Decision, timeMs: number, raw: { request: Uint8Array; reply: Uint8Array; contentType: string } | null): void {
+    const record = w.begin();
+    w.uint(1, timeMs);
+    w.bytesField(2, this.bytesOf(context.media));
+    if (context.requestIdBytes !== null) w.bytesField(3, context.requestIdBytes);
+    else w.string(3, context.requestId);
+    const facts = decision.facts;
+    if (facts !== null) {
+      w.bytesField(4, facts.deviceKey);
+      for (const id of context.deviceIds) if (id.key === facts.deviceKey) w.uint(5, id.kind);
+    }
+    w.uint(6, context.os);
+    w.packedUints(7, context.platformExperimentIds);
+    w.bool(9, context.isTest);
+    w.bool(10, context.secondRequest);
+    w.uint(11, decision.code);
+    w.bytesField(12, this.bytesOf(decision.reason));
+    w.uint(13, decision.cacheTtlSeconds);
+    w.uint(14, decision.experimentTag);
+    w.bytesField(15, this.bytesOf(decision.experimentTagName));
+    w.bytesField(17, this.bytesOf(decision.modelVersion));
+    w.uint(19, decision.processingTimeUs);
+    w.uint(24, this.thread);
+    if (facts !== null) {
+      const { book, store } = facts.parts;
+      w.bool(8, facts.records !== null);
+      w.bytesField(16, this.bytesOf(book.version));
+      w.bytesField(18, this.bytesOf(store.version));
+      const decided = facts.excludedBy === null && decision.modelVersion !== '';
+      if (facts.excludedBy !== null) w.bytesField(20, this.bytesOf(facts.excludedBy));
+      else this.encodeVerdicts(w, book, facts.mask, decision);
+      if (decided)
+        for (const arm of book.armsOfLastDecision()) {
+          const entry = w.beginField(28);
+          w.bytesField(1, this.bytesOf(arm.layer));
+          w.bytesField(2, this.bytesOf(arm.experiment));
+          w.bytesField(3, this.bytesOf(arm.name));
+          w.uint(4, arm.tag);
+          w.end(entry);
+        }
+      if (decision.modelVersion !== '') w.packedFloats(23, facts.scores, facts.scoresOffset, facts.parts.scorer.modelNames.length);
+    }
+    if (raw !== null) {
+      w.bytesField(25, raw.request);
+      w.bytesField(26, raw.reply);
+      w.bytesField(27, this.bytesOf(raw.contentType));
+    }
+    w.end(record);
+  }
+
+  private bytesOf(text: string): Uint8Array {
+    let bytes = this.utf8.get(text);
+    if (bytes === undefined) {
+      // Bounded: the set is the book's and the models' names, so only a runaway caller would reach this.
+      if (this.utf8.size >= 4096) this.utf8.clear();
+      bytes = UTF8.encode(text);
+      this.utf8.set(text, bytes);
+    }
+    return bytes;
+  }
+
+  private encodeVerdicts(w: ProtoWriter, book: StrategyBook, mask: Uint8Array, decision: Decision): void {
+    if (book !== this.book) {
+      this.book = book;
+      this.strategyIds = book.bidStrategyIds.map((id) => UTF8.encode(id));
+    }
+    const { scratch } = book;
+    const taken = decision.strategies;
+    let next = 0;
+    let notCandidates = 0;
+    for (let i = 0; i < mask.length; i++) {
+      const verdict = mask[i]!;
+      if (verdict === Verdict.NOT_CANDIDATE) {
+        notCandidates++;
+        continue;
+      }
+      const message = w.beginField(21);
+      w.bytesField(1, this.strategyIds[i]!);
+      w.uint(2, verdict);
+      if (verdict !== Verdict.CANDIDATE && verdict !== Verdict.SCORES_FAILED) w.float32(3, scratch.valueFen[i]!);
+      const strategy = next < taken.length && taken[next]!.strategyId === book.bidStrategyIds[i] ? taken[next++]! : null;
+      const arm = verdict !== Verdict.CANDIDATE ? scratch.arm[i]! : null;
+      if (arm !== null) {
+        w.uint(8, arm.tag);
+        w.bytesField(9, this.bytesOf(arm.name));
+      }
+      if (strategy !== null) {
+        if (verdict === Verdict.TAKEN) {
+          w.float32(4, scratch.rawCoefficient[i]!);
+          w.uint(7, scratch.creativeRule[i]!);
+        }
+        w.float32(5, strategy.coefficient);
+        w.uint(6, strategy.creativeId);
+        if (arm === null) {
+          w.uint(8, strategy.experimentTag);
+          w.bytesField(9, this.bytesOf(strategy.experimentTagName));
+        }
+        w.uint(10, strategy.cpaPriceFen);
+        w.uint(11, strategy.cpcPriceFen);
+      }
+      w.end(message);
+    }
+    w.uint(22, notCandidates);
+  }
+}

@@ -1,0 +1,140 @@
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { describe, expect, test } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import type { BidContext, Decision } from '../../src/engine/types.js';
+import { loadProto } from '../../src/media/protobuf.js';
+import type { DecisionLogFiles } from '../../src/observe/decision-log/files.js';
+import { ProtoWriter } from '../../src/observe/decision-log/proto-writer.js';
+import { DecisionLogRecorder } from '../../src/observe/decision-log/recorder.js';
+import { readDecisionLog } from '../../src/observe/decision-log/reader.js';
+import { HotCounter } from '../../src/observe/hot-metrics.js';
+
+const Record = loadProto(new URL('../../proto/log/decision_log.proto', import.meta.url)).lookupType('rta.log.DecisionRecord');
+
+describe('ProtoWriter: what protobufjs reads back', () => {
+  test('fields past 15 (two-byte tags), strings of 128+ bytes and multi-byte text, nested messages', () => {
+    const w = new ProtoWriter(new Uint8Array(4096));
+    const traceId = 'é'.repeat(100); // 200 bytes: a length that needs two varint bytes, so the text is moved right
+    w.uint(1, 1_764_650_000_123); // above 2^32
+    w.string(3, traceId);
+    w.string(16, 'book-abc');
+    w.uint(22, 300);
+    w.packedUints(7, [1, 32768]);
+    w.packedFloats(23, new Float32Array([0.5, 0.25]), 0, 2);
+    const nested = w.beginField(21);
+    w.string(1, 's'.repeat(130));
+    w.uint(2, 5);
+    w.float32(5, 1.25);
+    w.end(nested);
+    expect(w.overflowed).toBe(false);
+    const message = Record.toObject(Record.decode(w.bytes.subarray(0, w.pos)), { longs: Number }) as Record<string, any>;
+    expect(new TextDecoder().decode(message.trace_id)).toBe(traceId);
+    expect(message).toMatchObject({ time_ms: 1_764_650_000_123, book_version: 'book-abc', not_candidates: 300, platform_experiment_ids: [1, 32768], scores: [0.5, 0.25] });
+    expect(message.strategies).toEqual([{ strategy_id: 's'.repeat(130), verdict: 5, coefficient: 1.25 }]);
+  });
+
+  test('a record that does not fit says so instead of writing past the block', () => {
+    const bytes = new Uint8Array(64);
+    const w = new ProtoWriter(bytes);
+    w.string(2, 'x'.repeat(100));
+    expect(w.overflowed).toBe(true);
+    expect(bytes.length).toBe(64);
+  });
+});
+
+const context: BidContext = {
+  media: 'native',
+  requestId: 'ring-test',
+  requestIdBytes: null,
+  isPing: false,
+  isTest: false,
+  os: 2,
+  deviceIds: [],
+  refusedDeviceIds: 0,
+  platformExperimentIds: [],
+  secondRequest: false,
+  candidateAds: [],
+  wantsJson: false,
+};
+const decision: Decision = {
+  code: 5,
+  reason: 'no_usable_device_id',
+  strategies: [],
+  adResults: [],
+  cacheTtlSeconds: 86400,
+  experimentTag: 0,
+  experimentTagName: '',
+  processingTimeUs: 12,
+  modelVersion: '',
+  facts: null,
+};
+
+/** A disk that takes blocks and finishes writing them only when the test says so. */
+function heldDisk() {
+  const held: Array<{ length: number; written: () => void }> = [];
+  const files = {
+    write: (_block: Uint8Array, length: number, written: () => void) => void held.push({ length, written }),
+    close: async () => {},
+  } as unknown as DecisionLogFiles;
+  return { files, held };
+}
+
+describe('the ring of blocks', () => {
+  test('with every block waiting for the disk, records are dropped and counted; once a write finishes, logged again', async () => {
+    const config = { ...loadConfig({ env: {} }).decisionLog, blocks: 2, blockBytes: 16_384, flushMillis: 60_000 };
+    const counter = new HotCounter('t_records_total', 'test', ['result'] as const, new Registry());
+    const { files, held } = heldDisk();
+    const recorder = new DecisionLogRecorder(config, files, 0, counter);
+    const count = async (result: string) => (await counter.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+
+    let sent = 0;
+    while ((await count('dropped_ring_full')) === 0 && sent < 10_000) {
+      recorder.record(context, decision, Date.now(), null);
+      sent++;
+    }
+    // Two blocks: the first shipped full, the second full with nowhere to go.
+    expect(held).toHaveLength(2);
+    const logged = await count('logged');
+    expect(logged).toBeGreaterThan(100);
+    expect(logged + (await count('dropped_ring_full'))).toBe(sent);
+
+    held.shift()!.written();
+    recorder.record(context, decision, Date.now(), null);
+    expect(await count('logged')).toBe(logged + 1);
+    await recorder.close();
+  });
+});
+
+describe('the files', () => {
+  test('rotated past maxFileBytes, the oldest deleted past maxTotalBytes, every record readable', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rta-log-files-'));
+    const config = { ...loadConfig({ env: {} }).decisionLog, dir, blocks: 64, blockBytes: 16_384, maxFileBytes: 65_536, maxTotalBytes: 200_000, flushMillis: 60_000 };
+    const counter = new HotCounter('t_records_total', 'test', ['result'] as const, new Registry());
+    const recorder = await DecisionLogRecorder.open(config, 3, counter, (error) => {
+      throw error;
+    });
+    const total = 20_000;
+    for (let i = 0; i < total; i++) {
+      recorder.record({ ...context, requestId: `r${i}` }, decision, Date.now(), null);
+      // Gives the disk a turn now and then, as live traffic does.
+      if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await recorder.close();
+    // A ring this large never fills at this pace: every record reached the disk, the pruned ones were deleted.
+    expect((await counter.get()).values.find((v) => v.labels.result === 'dropped_ring_full')?.value).toBe(0);
+    const files = readdirSync(dir);
+    const bytes = files.reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
+    expect(files.length).toBeGreaterThan(1);
+    expect(files.every((name) => /^decisions-\d{8}T\d{9}Z-\d{3}-t3\.rtalog$/.test(name))).toBe(true);
+    expect(bytes).toBeLessThanOrEqual(200_000 + 65_536);
+    const ids = [...readDecisionLog([dir])].map((e) => Number(e.traceId.slice(1)));
+    // What is left is the newest records, in order, ending with the last one.
+    expect(ids.length).toBeGreaterThan(1000);
+    expect(ids.length).toBeLessThan(total);
+    expect(ids[ids.length - 1]).toBe(total - 1);
+    expect(ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1)).toBe(true);
+  });
+});
