@@ -60,6 +60,8 @@ export interface DecisionFacts {
   readonly mask: StrategyMask;
   /** The exclusion that matched, or null. */
   readonly excludedBy: string | null;
+  /** How many bidding strategies passed the profile stage (0 before screening, or when an exclusion matched there). */
+  readonly candidates: number;
 }
 
 /** Where a decision goes: the server's in-flight request, which encodes it and writes the reply. */
@@ -200,6 +202,7 @@ export class Engine {
     const { book, scorer } = request.parts;
     request.stage = 'screen';
     const screen = book.screen(request, request.mask);
+    request.candidates = screen.candidates;
     if (screen.exclusion !== null) {
       request.sink.deliver(request.context, this.finish(request, { ...this.noStrategies(), exclusion: screen.exclusion, excludedBy: screen.excludedBy }));
       return;
@@ -353,6 +356,7 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob, Decisio
   modelVersion = '';
   stage: RequestStage = 'lookup';
   excludedBy: string | null = null;
+  candidates = 0;
   readonly mask: StrategyMask;
 
   constructor(

@@ -214,6 +214,10 @@ export class StrategyBook {
     });
   }
 
+  get layerCount(): number {
+    return this.layers.length;
+  }
+
   layersOutline(): readonly CompiledLayer[] {
     return this.layers;
   }

@@ -29,19 +29,10 @@ describe('ProtoWriter: what protobufjs reads back', () => {
     w.uint(2, 5);
     w.float32(5, 1.25);
     w.end(nested);
-    expect(w.overflowed).toBe(false);
     const message = Record.toObject(Record.decode(w.bytes.subarray(0, w.pos)), { longs: Number }) as Record<string, any>;
     expect(new TextDecoder().decode(message.trace_id)).toBe(traceId);
     expect(message).toMatchObject({ time_ms: 1_764_650_000_123, book_version: 'book-abc', not_candidates: 300, platform_experiment_ids: [1, 32768], scores: [0.5, 0.25] });
     expect(message.strategies).toEqual([{ strategy_id: 's'.repeat(130), verdict: 5, coefficient: 1.25 }]);
-  });
-
-  test('a record that does not fit says so instead of writing past the block', () => {
-    const bytes = new Uint8Array(64);
-    const w = new ProtoWriter(bytes);
-    w.string(2, 'x'.repeat(100));
-    expect(w.overflowed).toBe(true);
-    expect(bytes.length).toBe(64);
   });
 });
 
@@ -106,12 +97,26 @@ describe('the ring of blocks', () => {
     expect(await count('logged')).toBe(logged + 1);
     await recorder.close();
   });
+
+  test('a record larger than a block (sampled raw bytes of a huge body) is dropped and counted, the next one logged', async () => {
+    const config = { ...loadConfig({ env: {} }).decisionLog, blocks: 2, blockBytes: 16_384, flushMillis: 60_000 };
+    const counter = new HotCounter('t_records_total', 'test', ['result'] as const, new Registry());
+    const { files, held } = heldDisk();
+    const recorder = new DecisionLogRecorder(config, files, 0, counter);
+    recorder.record(context, decision, Date.now(), { request: new Uint8Array(20_000), reply: new Uint8Array(10), contentType: 'application/x-protobuf' });
+    recorder.record(context, decision, Date.now(), null);
+    const values = (await counter.get()).values;
+    expect(values.find((v) => v.labels.result === 'dropped_too_large')?.value).toBe(1);
+    expect(values.find((v) => v.labels.result === 'logged')?.value).toBe(1);
+    await recorder.close();
+    expect(held).toHaveLength(1);
+  });
 });
 
 describe('the files', () => {
   test('rotated past maxFileBytes, the oldest deleted past maxTotalBytes, every record readable', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rta-log-files-'));
-    const config = { ...loadConfig({ env: {} }).decisionLog, dir, blocks: 64, blockBytes: 16_384, maxFileBytes: 65_536, maxTotalBytes: 200_000, flushMillis: 60_000 };
+    const config = { ...loadConfig({ env: {} }).decisionLog, dir, blocks: 128, blockBytes: 16_384, maxFileBytes: 65_536, maxTotalBytes: 200_000, flushMillis: 60_000 };
     const counter = new HotCounter('t_records_total', 'test', ['result'] as const, new Registry());
     const recorder = await DecisionLogRecorder.open(config, 3, counter, (error) => {
       throw error;

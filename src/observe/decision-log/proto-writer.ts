@@ -1,8 +1,9 @@
 /**
  * Writes protobuf fields straight into a fixed block, for the decision log's per-request record. protobufjs's
  * Writer builds a list of operations and allocates per message; here a record costs stores into memory already
- * there. Writes past the block's end are dropped by the typed array, so the caller writes optimistically and
- * checks `overflowed` once at the end of a record, instead of measuring every field before writing it.
+ * there. The caller makes sure the record fits before writing it (see DecisionLogRecorder.record): a store past
+ * a typed array's end would be dropped, but it also throws V8's optimised code away, which costs more than the
+ * check.
  */
 const UTF8 = new TextEncoder();
 
@@ -13,8 +14,8 @@ export class ProtoWriter {
 
   constructor(readonly bytes: Uint8Array) {}
 
-  get overflowed(): boolean {
-    return this.pos > this.bytes.length;
+  get free(): number {
+    return this.bytes.length - this.pos;
   }
 
   /** Non-negative integers up to 2^53. */
@@ -43,31 +44,39 @@ export class ProtoWriter {
   /** Skips NaN: a float the record does not have is left out, not written as NaN. */
   float32(field: number, value: number): void {
     if (value !== value || value === 0) return;
-    this.float[0] = value;
-    const b = this.bytes;
-    const f = this.floatBytes;
     this.tag(field, 5);
-    b[this.pos++] = f[0]!;
-    b[this.pos++] = f[1]!;
-    b[this.pos++] = f[2]!;
-    b[this.pos++] = f[3]!;
+    this.rawFloat(value);
   }
 
   bytesField(field: number, value: Uint8Array): void {
     if (value.length === 0) return;
     this.tag(field, 2);
     this.varint(value.length);
-    if (this.pos + value.length <= this.bytes.length) this.bytes.set(value, this.pos);
-    this.pos += value.length;
+    const b = this.bytes;
+    // A loop beats TypedArray#set for the short names and ids a record is made of (set is a call into the runtime).
+    if (value.length < 64) for (let i = 0; i < value.length; i++) b[this.pos++] = value[i]!;
+    else {
+      b.set(value, this.pos);
+      this.pos += value.length;
+    }
   }
 
+  /** At most 3 bytes per UTF-16 unit, plus the tag and length. */
   string(field: number, value: string): void {
     if (value.length === 0) return;
     this.tag(field, 2);
     const start = this.begin();
-    if (this.pos < this.bytes.length) this.pos += UTF8.encodeInto(value, this.bytes.subarray(this.pos)).written;
-    // encodeInto stops at the block's end: a string cut short means the record did not fit.
-    if (this.pos >= this.bytes.length) this.pos = this.bytes.length + 1;
+    // ASCII (request ids nearly always are) is copied by hand; anything else goes through the encoder.
+    let ascii = true;
+    for (let i = 0; i < value.length; i++) {
+      const c = value.charCodeAt(i);
+      if (c > 127) {
+        ascii = false;
+        break;
+      }
+      this.bytes[this.pos++] = c;
+    }
+    if (!ascii) this.pos = start + 1 + UTF8.encodeInto(value, this.bytes.subarray(start + 1)).written;
     this.end(start);
   }
 
@@ -75,14 +84,7 @@ export class ProtoWriter {
     if (count === 0) return;
     this.tag(field, 2);
     this.varint(count * 4);
-    for (let i = 0; i < count; i++) {
-      this.float[0] = values[from + i]!;
-      const f = this.floatBytes;
-      this.bytes[this.pos++] = f[0]!;
-      this.bytes[this.pos++] = f[1]!;
-      this.bytes[this.pos++] = f[2]!;
-      this.bytes[this.pos++] = f[3]!;
-    }
+    for (let i = 0; i < count; i++) this.rawFloat(values[from + i]!);
   }
 
   packedUints(field: number, values: readonly number[]): void {
@@ -91,12 +93,6 @@ export class ProtoWriter {
     const start = this.begin();
     for (const v of values) this.varint(v);
     this.end(start);
-  }
-
-  private tag(field: number, wireType: number): void {
-    const tag = (field << 3) | wireType;
-    if (tag < 128) this.bytes[this.pos++] = tag;
-    else this.varint(tag);
   }
 
   /** Opens a nested message as field `field`; close it with `end`. */
@@ -124,5 +120,21 @@ export class ProtoWriter {
     this.pos = start;
     this.varint(length);
     this.pos = pos;
+  }
+
+  private tag(field: number, wireType: number): void {
+    const tag = (field << 3) | wireType;
+    if (tag < 128) this.bytes[this.pos++] = tag;
+    else this.varint(tag);
+  }
+
+  private rawFloat(value: number): void {
+    this.float[0] = value;
+    const b = this.bytes;
+    const f = this.floatBytes;
+    b[this.pos++] = f[0]!;
+    b[this.pos++] = f[1]!;
+    b[this.pos++] = f[2]!;
+    b[this.pos++] = f[3]!;
   }
 }

@@ -18,6 +18,36 @@ export type RecordResult = 'logged' | 'dropped_ring_full' | 'dropped_too_large';
 
 const UTF8 = new TextEncoder();
 
+export interface RawBytes {
+  request: Uint8Array;
+  reply: Uint8Array;
+  contentType: string;
+}
+
+/** Largest StrategyVerdict: a 64-byte id, three floats, creative id and rule, arm tag and 20-byte name, two prices. */
+const STRATEGY_VERDICT_BYTES = 160;
+/** Largest Arm: layer and experiment ids of 32 bytes, a 20-byte name, a tag. */
+const ARM_BYTES = 112;
+/** Every number and flag of a record at its widest, with tags and lengths. */
+const FIXED_BYTES = 256;
+
+/**
+ * An upper bound of a record's size, so it is only written where it fits: no field is measured twice, and no
+ * store ever lands past a block's end (see ProtoWriter).
+ */
+function recordBound(context: BidContext, decision: Decision, raw: RawBytes | null): number {
+  let bytes = FIXED_BYTES + 3 * (context.requestId.length + context.media.length + decision.reason.length + decision.experimentTagName.length + decision.modelVersion.length);
+  bytes += (context.requestIdBytes?.length ?? 0) + 6 * context.platformExperimentIds.length;
+  const facts = decision.facts;
+  if (facts !== null) {
+    const { book, store, scorer } = facts.parts;
+    bytes += 3 * (book.version.length + store.version.length + (facts.excludedBy?.length ?? 0)) + 4 * scorer.modelNames.length;
+    bytes += facts.candidates * STRATEGY_VERDICT_BYTES + book.layerCount * ARM_BYTES;
+  }
+  if (raw !== null) bytes += raw.request.length + raw.reply.length + 3 * raw.contentType.length + 24;
+  return bytes;
+}
+
 export class DecisionLogRecorder {
   private readonly free: Uint8Array[] = [];
   private block: Uint8Array | null;
@@ -60,25 +90,19 @@ export class DecisionLogRecorder {
    * Records one decision; call it while the decision is delivered (its facts are valid only then). `raw` is the
    * request body when sampleRaw() said so.
    */
-  record(context: BidContext, decision: Decision, timeMs: number, raw: { request: Uint8Array; reply: Uint8Array; contentType: string } | null): void {
+  record(context: BidContext, decision: Decision, timeMs: number, raw: RawBytes | null): void {
+    const need = recordBound(context, decision, raw);
+    if (need > this.config.blockBytes) {
+      this.counter.add(this.slots.dropped_too_large);
+      return;
+    }
+    if (this.block !== null && this.writer.free < need) this.ship();
     if (this.block === null && !this.nextBlock()) {
       this.counter.add(this.slots.dropped_ring_full);
       return;
     }
-    const start = this.writer.pos;
     this.encode(this.writer, context, decision, timeMs, raw);
-    if (!this.writer.overflowed) {
-      this.counter.add(this.slots.logged);
-      return;
-    }
-    // Did not fit: the block goes out as it was before this record, and the record is written again in a new one.
-    this.writer.pos = start;
-    if (start === 0) {
-      this.counter.add(this.slots.dropped_too_large);
-      return;
-    }
-    this.ship();
-    this.record(context, decision, timeMs, raw);
+    this.counter.add(this.slots.logged);
   }
 
   /** Writes what the current block holds; resolves once everything shipped so far is on disk (for a drain). */
@@ -109,7 +133,7 @@ export class DecisionLogRecorder {
   }
 
   /** One length-delimited DecisionRecord. Field numbers are those of proto/log/decision_log.proto. */
-  private encode(w: ProtoWriter, context: BidContext, decision: Decision, timeMs: number, raw: { request: Uint8Array; reply: Uint8Array; contentType: string } | null): void {
+  private encode(w: ProtoWriter, context: BidContext, decision: Decision, timeMs: number, raw: RawBytes | null): void {
     const record = w.begin();
     w.uint(1, timeMs);
     w.bytesField(2, this.bytesOf(context.media));
