@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AdAdjustment, CandidateAd, StrategyDecision } from '../engine/types.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
-import { compileCondition, splitByStage, sufficientBeforeScoring, type CompiledCondition, type ConditionScope } from './conditions.js';
+import { compileCondition, deviceRequirements, splitByStage, sufficientBeforeScoring, type CompiledCondition, type ConditionScope, type DeviceRequirements } from './conditions.js';
 import type { DeviceView } from './device-view.js';
 import { compileLayers, type CompiledArm, type CompiledLayer } from './experiments.js';
 import { bookVersion } from './versions.js';
@@ -40,6 +40,43 @@ interface CompiledBidStrategy {
   creatives: CompiledCreative[];
   preferredCreativeBoost: number;
   templateFactors: ReadonlyMap<number, number>;
+}
+
+/**
+ * The bidding strategies a request can possibly want, from what the top level of their profile-stage conditions
+ * requires: `screen` and `decide` visit only the list for the device's OS and store presence, and `screen` tests a
+ * strategy's flag bits before running its compiled condition. With hundreds of strategies, each written for one
+ * OS and one kind of customer, most are never looked at.
+ */
+interface CandidateIndex {
+  /** Strategy indices in book order, one list per deviceCell. */
+  byDevice: Int32Array[];
+  /** Per strategy, the flag bits of its DeviceRequirements. */
+  flagsAll: Int32Array;
+  flagsNone: Int32Array;
+  flagsAny: Int32Array;
+}
+
+/** The Os values 0..3, and a slot for any other number a view may carry, where only strategies naming no OS can match. */
+const OS_SLOTS = 5;
+
+function deviceCell(os: number, known: boolean): number {
+  return (os === (os & 3) ? os : OS_SLOTS - 1) * 2 + (known ? 1 : 0);
+}
+
+function indexCandidates(requirements: readonly DeviceRequirements[]): CandidateIndex {
+  const byDevice: Int32Array[] = [];
+  for (let slot = 0; slot < OS_SLOTS; slot++)
+    for (const known of [false, true]) {
+      const fits = requirements.flatMap((r, i) => ((r.os === null || r.os.includes(slot)) && (r.known === null || r.known === known) ? [i] : []));
+      byDevice[deviceCell(slot, known)] = Int32Array.from(fits);
+    }
+  return {
+    byDevice,
+    flagsAll: Int32Array.from(requirements, (r) => r.flagsAll),
+    flagsNone: Int32Array.from(requirements, (r) => r.flagsNone),
+    flagsAny: Int32Array.from(requirements, (r) => r.flagsAny),
+  };
 }
 
 /**
@@ -115,6 +152,7 @@ export class StrategyBook {
   private readonly exclusionsBeforeScoring: CompiledExclusion[];
   private readonly exclusionsAfterScoring: CompiledExclusion[];
   private readonly bidStrategies: CompiledBidStrategy[];
+  private readonly candidateIndex: CandidateIndex;
   private readonly byId: ReadonlyMap<string, CompiledBidStrategy>;
   private readonly value: ValueModelIndices;
   private readonly layers: CompiledLayer[];
@@ -183,6 +221,7 @@ export class StrategyBook {
     if (problems.length > 0) throw invalidFile(file.source, problems);
     this.warnings = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? bidWarnings(s.bid, `strategies[${i}](${s.id}).bid`) : []));
     this.bidStrategyIds = this.bidStrategies.map((s) => s.id);
+    this.candidateIndex = indexCandidates(bidSources.map(({ s }) => deviceRequirements(splitByStage(s.when).beforeScoring, scope)));
     const count = this.bidStrategies.length;
     this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), creativeRule: new Int16Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
     this.byId = new Map(this.bidStrategies.map((s) => [s.id, s]));
@@ -229,18 +268,28 @@ export class StrategyBook {
   screen(view: DeviceView, mask: StrategyMask): ScreenResult {
     for (const exclusion of this.exclusionsBeforeScoring)
       if (exclusion.condition.test(view)) return { exclusion: exclusion.reason, excludedBy: exclusion.id, candidates: 0 };
+    // A mask may come from an earlier request (benchmarks and tools reuse one): what the index skips must read NOT_CANDIDATE.
+    mask.fill(Verdict.NOT_CANDIDATE);
+    const { byDevice, flagsAll, flagsNone, flagsAny } = this.candidateIndex;
+    const visit = byDevice[deviceCell(view.os, view.records !== null)]!;
+    const flags = view.flags;
     let candidates = 0;
-    for (let i = 0; i < this.bidStrategies.length; i++) {
-      const pass = this.bidStrategies[i]!.beforeScoring.test(view);
-      mask[i] = pass ? Verdict.CANDIDATE : Verdict.NOT_CANDIDATE;
-      if (pass) candidates++;
+    for (let j = 0; j < visit.length; j++) {
+      const i = visit[j]!;
+      const all = flagsAll[i]!;
+      const any = flagsAny[i]!;
+      if ((flags & all) !== all || (flags & flagsNone[i]!) !== 0 || (any !== 0 && (flags & any) === 0)) continue;
+      if (!this.bidStrategies[i]!.beforeScoring.test(view)) continue;
+      mask[i] = Verdict.CANDIDATE;
+      candidates++;
     }
     return { exclusion: null, excludedBy: null, candidates };
   }
 
   /**
    * With scores in the view: score-based exclusions, then each candidate strategy's expected value, coefficient and
-   * creative; for a second request, a raise factor for every candidate creative (and only those).
+   * creative; for a second request, a raise factor for every candidate creative (and only those). `mask` is the one
+   * `screen` filled for this view: decide looks only where screen could have marked a candidate.
    */
   decide(view: DeviceView, mask: StrategyMask, key: Uint8Array, keyOffset: number, candidateAds: readonly CandidateAd[]): StrategyOutcome {
     for (const exclusion of this.exclusionsAfterScoring) if (exclusion.condition.test(view)) return outcome(exclusion, [], []);
@@ -255,7 +304,9 @@ export class StrategyBook {
 
     const { scratch } = this;
     const decisions: StrategyDecision[] = [];
-    for (let i = 0; i < this.bidStrategies.length; i++) {
+    const visit = this.candidateIndex.byDevice[deviceCell(view.os, view.records !== null)]!;
+    for (let j = 0; j < visit.length; j++) {
+      const i = visit[j]!;
       if (mask[i] === Verdict.NOT_CANDIDATE) continue;
       const strategy = this.bidStrategies[i]!;
       scratch.valueFen[i] = NaN;

@@ -86,6 +86,33 @@ export function compileCondition(condition: Condition, scope: ConditionScope, wh
   return allOf(parts);
 }
 
+/**
+ * What the top level of a condition asks of the device's OS, presence in the store and flags. Each is necessary for
+ * the whole condition (its other keys only narrow it), known at load time and cheap to check, so the book can index
+ * strategies by them and never visit, per request, those that cannot match.
+ */
+export interface DeviceRequirements {
+  /** The Os values allowed; null when the condition names none. */
+  os: number[] | null;
+  known: boolean | null;
+  /** Flag bits that must all be set, that must all be clear, and of which one must be set; 0 where there is no such key. */
+  flagsAll: number;
+  flagsNone: number;
+  flagsAny: number;
+}
+
+/** The requirements of a condition already compiled: its problems were reported then, so they are not again. */
+export function deviceRequirements(condition: Condition, scope: ConditionScope): DeviceRequirements {
+  const bits = (names: string[] | undefined) => (names ? flagMask(names, scope, '', []) : 0);
+  return {
+    os: condition.os ? condition.os.map((name) => OS_BY_NAME[name]) : null,
+    known: condition.known ?? null,
+    flagsAll: bits(condition.flagsAll),
+    flagsNone: bits(condition.flagsNone),
+    flagsAny: bits(condition.flagsAny),
+  };
+}
+
 /** Splits a condition into what can be decided before scoring and what needs scores; both must hold. */
 export function splitByStage(condition: Condition): { beforeScoring: Condition; afterScoring: Condition } {
   const { scores, anyOf, not, ...rest } = condition;

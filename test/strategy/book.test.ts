@@ -1,8 +1,12 @@
 import { describe, expect, test } from 'vitest';
-import { Os } from '../../src/engine/types.js';
-import { loadStrategyBook, Verdict } from '../../src/strategy/book.js';
+import { bigBook } from '../../bench/lib/big-book.js';
+import { Os, type CandidateAd } from '../../src/engine/types.js';
+import { DemoRandom, drawDemoDevice } from '../../src/store/demo-population.js';
+import { loadStrategyBook, Verdict, type StrategyBook } from '../../src/strategy/book.js';
+import { compileCondition, splitByStage } from '../../src/strategy/conditions.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
-import { bidStrategy, buildBook, makeView, md5Key, MODEL_NAMES, profile, screenAndDecide, strategyDecision, type ModelScores } from './support.js';
+import type { Condition } from '../../src/strategy/schema.js';
+import { bidStrategy, buildBook, makeView, md5Key, MODEL_NAMES, profile, screenAndDecide, strategyDecision, type ModelScores, type ViewSpec } from './support.js';
 
 /**
  * Scores chosen to be exact in float32. With lossGivenDefaultFen 16000:
@@ -278,5 +282,93 @@ describe('the demo book (data/strategies.json)', () => {
     expect(ids({ platformExperimentIds: [32768], scores: SCORES })).toEqual(['acq_prime_new', 'acq_platform_lookalike']);
     expect(ids({ platformExperimentIds: [1], scores: SCORES })).toEqual(['acq_prime_new']);
     expect(ids({ record: {}, platformExperimentIds: [32768], scores: SCORES })).toEqual(['acq_prime_new']);
+  });
+});
+
+describe('the candidate index (a generated book of 350 strategies and 200 experiments)', () => {
+  interface GeneratedBook {
+    strategies: { id: string; kind: string; when: Condition; creatives: { id: number }[] }[];
+    experiments: { arms: { platformExperimentIds?: number[] }[] }[];
+  }
+  const json = bigBook(7) as GeneratedBook;
+  const bidding = json.strategies.filter((s) => s.kind === 'bid');
+  const indexed = buildBook(json);
+  // What the index reads (the top level of a condition) moved one level down, where it does not look: this book
+  // visits every strategy for every device and lets each one's compiled condition decide.
+  const unindexed = buildBook({ ...json, strategies: json.strategies.map((s) => (s.kind === 'bid' ? { ...s, when: requirementsHidden(s.when) } : s)) });
+  const scope = { profile, modelIndex: new Map(MODEL_NAMES.map((name, i) => [name, i])) };
+  const profileStage = bidding.map((s) => compileCondition(splitByStage(s.when).beforeScoring, scope, s.id, []));
+
+  function requirementsHidden(when: Condition): Condition {
+    const { os, known, flagsAll, flagsNone, flagsAny, ...rest } = when;
+    const requirements: Condition = JSON.parse(JSON.stringify({ os, known, flagsAll, flagsNone, flagsAny }));
+    if (Object.keys(requirements).length === 0) return when;
+    if (rest.not === undefined) return { ...rest, not: { not: requirements } };
+    if (rest.anyOf === undefined) return { ...rest, anyOf: [requirements] };
+    throw new Error('a generated condition has both anyOf and not: hide its requirements another way');
+  }
+
+  const platformIds = [...new Set([1024, 1027, 32768, 40_000, ...json.experiments.flatMap((e) => e.arms.flatMap((a) => a.platformExperimentIds ?? []))])];
+  /** Demo-population profiles, a third unknown, on every OS (and one number that is none); random scores and ads. */
+  function device(random: DemoRandom, n: number): { spec: ViewSpec; key: Uint8Array; ads: CandidateAd[] } {
+    const drawn = drawDemoDevice(random);
+    const osDraw = random.unit();
+    const os = osDraw < 0.04 ? Os.OTHER : osDraw < 0.07 ? Os.UNKNOWN : osDraw < 0.08 ? 9 : drawn.os === 'ios' ? Os.IOS : Os.ANDROID;
+    const fields = Object.fromEntries(Object.entries(drawn.values).filter(([, value]) => !Number.isNaN(value)));
+    const spec: ViewSpec = {
+      os,
+      platformExperimentIds: platformIds.filter(() => random.chance(0.15)),
+      scores: { apply: random.score(0, 0.6), approve: random.score(0, 1), risk: random.score(0, 0.25), ltv: random.score(0, 3000), fraud: random.score(0, 1) },
+    };
+    if (random.chance(0.7)) spec.record = { flags: drawn.flags, fields };
+    const bound = bidding[random.int(0, bidding.length - 1)]!;
+    const ads: CandidateAd[] = random.chance(0.1)
+      ? [
+          { adGroupId: 1, advertiserId: 9, outTargetId: bound.id, creatives: bound.creatives.map((c) => ({ creativeId: c.id, templateId: 311 })) },
+          { adGroupId: 2, advertiserId: 9, outTargetId: '', creatives: [{ creativeId: 5, templateId: 450 }] },
+        ]
+      : [];
+    return { spec, key: md5Key(`device-${n}`), ads };
+  }
+
+  /** What the decision log and explain read of the last decide: the scratch of every strategy decide looked at. */
+  function recorded(book: StrategyBook, mask: Uint8Array) {
+    const { scratch } = book;
+    const arm = (i: number) => (scratch.arm[i] ? `${scratch.arm[i]!.experiment}/${scratch.arm[i]!.name}` : null);
+    return {
+      strategies: [...mask].flatMap((verdict, i) =>
+        verdict === Verdict.NOT_CANDIDATE ? [] : [{ i, verdict, value: scratch.valueFen[i], raw: scratch.rawCoefficient[i], rule: scratch.creativeRule[i], arm: arm(i), bid: scratch.bid[i] }],
+      ),
+      arms: book.armsOfLastDecision().map((a) => `${a.experiment}/${a.name}`),
+    };
+  }
+
+  test('2,000 devices: the same masks, outcomes and recorded facts as visiting every strategy', () => {
+    const random = new DemoRandom(20_261_202);
+    // One mask for every device, as benchmarks and tools use it: what the index skips must still read NOT_CANDIDATE.
+    const reused = new Uint8Array(indexed.bidStrategyCount);
+    const seen = new Map<number, number>();
+    let excluded = 0;
+    for (let n = 0; n < 2000; n++) {
+      const { spec, key, ads } = device(random, n);
+      const view = makeView(spec);
+      const everyStrategy = new Uint8Array(unindexed.bidStrategyCount);
+      const screen = indexed.screen(view, reused);
+      expect(screen).toEqual(unindexed.screen(view, everyStrategy));
+      if (screen.exclusion !== null) {
+        excluded++;
+        continue;
+      }
+      expect(reused).toEqual(everyStrategy);
+      expect([...reused]).toEqual(profileStage.map((condition) => (condition.test(view) ? Verdict.CANDIDATE : Verdict.NOT_CANDIDATE)));
+      if (screen.candidates === 0) continue;
+      expect(indexed.decide(view, reused, key, 0, ads)).toEqual(unindexed.decide(view, everyStrategy, key, 0, ads));
+      expect(reused).toEqual(everyStrategy);
+      expect(recorded(indexed, reused)).toEqual(recorded(unindexed, everyStrategy));
+      for (const verdict of reused) seen.set(verdict, (seen.get(verdict) ?? 0) + 1);
+    }
+    // Not a vacuous comparison: profile exclusions, and every verdict (CANDIDATE: a score exclusion stopped decide).
+    expect(excluded).toBeGreaterThan(100);
+    for (const verdict of Object.values(Verdict)) expect(seen.get(verdict), `verdict ${verdict}`).toBeGreaterThan(100);
   });
 });
