@@ -8,7 +8,8 @@ import { decisionLogFiles, readDecisionLog, type DecisionEntry } from '../observ
  */
 export const LOG_USAGE = `  rta log tail  [--dir data/decision-log] [-n 20] [--json]
   rta log grep  [--dir ...] [--trace-id ID] [--device MD5] [--strategy ID] [--reason R] [--media M] [--json]
-  rta log stats [--dir ...] [--since ISO-TIME]`;
+  rta log stats [--dir ...] [--since ISO-TIME]
+  rta experiments report [--dir ...] [--since ISO-TIME]`;
 
 const OPTIONS = {
   dir: { type: 'string', multiple: true },
@@ -23,6 +24,13 @@ const OPTIONS = {
 } as const;
 
 export class LogUsageError extends Error {}
+
+/** `rta experiments report`: the arms of every experiment side by side, from the decision log. */
+export function experimentsCommand(args: string[]): void {
+  const [sub, ...rest] = args;
+  if (sub !== 'report') throw new LogUsageError(sub ? `unknown experiments command "${sub}"` : 'rta experiments needs report');
+  logCommand(['experiments', ...rest]);
+}
 
 export function logCommand(args: string[]): void {
   const [sub, ...rest] = args;
@@ -48,10 +56,10 @@ export function logCommand(args: string[]): void {
       (values.reason === undefined || e.reason === values.reason) &&
       (values.media === undefined || e.media === values.media);
     for (const e of readDecisionLog(paths, warn)) if (matches(e)) print(e);
-  } else if (sub === 'stats') {
+  } else if (sub === 'stats' || sub === 'experiments') {
     const since = values.since === undefined ? -Infinity : Date.parse(values.since);
     if (Number.isNaN(since)) throw new LogUsageError(`--since "${values.since}" is not a time`);
-    console.log(stats(readDecisionLog(paths, warn), since));
+    console.log((sub === 'stats' ? stats : armsReport)(readDecisionLog(paths, warn), since));
   } else {
     throw new LogUsageError(sub ? `unknown log command "${sub}"` : 'rta log needs tail, grep or stats');
   }
@@ -139,8 +147,58 @@ function stats(entries: Iterable<DecisionEntry>, since: number): string {
   return out.join('\n');
 }
 
+interface ArmTally extends Tally {
+  layer: string;
+  tag: number;
+  /** Decisions in which the device was in this arm (one of its candidate strategies looked at the layer). */
+  requests: number;
+}
+
+/**
+ * Per experiment, its arms side by side: how many decisions found the device in the arm, how many of the
+ * experiment's strategy verdicts there got past their score conditions (eligible), took it, and at what
+ * coefficient. Conversions join here once outcomes are attributed (the feedback-loop issue).
+ */
+function armsReport(entries: Iterable<DecisionEntry>, since: number): string {
+  const byExperiment = new Map<string, Map<string, ArmTally>>();
+  for (const e of entries) {
+    if (e.timeMs < since || e.test) continue;
+    for (const arm of e.arms) {
+      const arms = byExperiment.get(arm.experiment) ?? new Map<string, ArmTally>();
+      byExperiment.set(arm.experiment, arms);
+      let t = arms.get(arm.arm);
+      if (!t) arms.set(arm.arm, (t = { layer: arm.layer, tag: arm.tag, requests: 0, candidates: 0, taken: 0, coefficients: [] }));
+      t.requests++;
+      for (const s of e.strategies) {
+        if (s.armTag !== arm.tag || s.armName !== arm.arm || s.verdict === 'scores_failed' || s.verdict === 'candidate') continue;
+        t.candidates++;
+        if (s.verdict === 'taken') {
+          t.taken++;
+          t.coefficients.push(s.coefficient ?? 1);
+        }
+      }
+    }
+  }
+  if (byExperiment.size === 0) return 'no experiment arms in these records';
+  const out: string[] = [];
+  for (const [experiment, arms] of [...byExperiment].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const requests = [...arms.values()].reduce((sum, t) => sum + t.requests, 0);
+    out.push(`${experiment} (layer ${arms.values().next().value!.layer})`);
+    out.push('  arm                   tag  requests  share  eligible   taken  take share  mean coef   p10   p50   p90');
+    for (const [name, t] of arms) {
+      const sorted = t.coefficients.sort((a, b) => a - b);
+      const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : NaN;
+      out.push(
+        `  ${name.padEnd(20)} ${String(t.tag).padStart(6)} ${String(t.requests).padStart(9)} ${pct(t.requests, requests).padStart(6)} ${String(t.candidates).padStart(9)} ${String(t.taken).padStart(7)} ${pct(t.taken, t.candidates).padStart(11)}` +
+          `  ${fixed(mean).padStart(9)} ${fixed(quantile(sorted, 0.1)).padStart(5)} ${fixed(quantile(sorted, 0.5)).padStart(5)} ${fixed(quantile(sorted, 0.9)).padStart(5)}`,
+      );
+    }
+  }
+  return out.join('\n');
+}
+
 const pct = (part: number, whole: number) => (whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : '-');
-const fixed = (n: number) => (Number.isNaN(n) ? '-' : n.toFixed(2));
-function quantile(sorted: number[], q: number): number {
+export const fixed = (n: number) => (Number.isNaN(n) ? '-' : n.toFixed(2));
+export function quantile(sorted: number[], q: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -86,6 +86,33 @@ describe('the decision log', () => {
     const stats = rta('stats');
     expect(stats).toMatch(/decisions\s+3\b/);
     expect(stats).toMatch(/existing_borrower\s+1\b/);
+  });
+
+  test('rta dry-run: the same book reproduces what was answered; a proposed change shows before and after', () => {
+    const rta = (book: string) => execFileSync(process.execPath, [join(REPO_ROOT, 'dist/tools/rta.js'), 'dry-run', '--book', book, '--dir', dir], { encoding: 'utf8' });
+    const row = (text: string, id: string) => text.split('\n').find((l) => l.startsWith(`${id} `))!;
+    const same = rta(join(REPO_ROOT, 'data/strategies.json'));
+    // Three records; the one without a usable id cannot be replayed.
+    expect(same).toMatch(/^replayed 2 recorded decisions with book [0-9a-f]{12} \(1 left out/);
+    const taken = entries.find((e) => e.traceId === 'log-prime')!.strategies.filter((s) => s.verdict === 'taken');
+    for (const s of taken) expect(row(same, s.strategyId)).toMatch(/^\S+\s+50\.0 % -> 50\.0 %\s+(\d+\.\d+) -> \1 /);
+
+    const proposed = JSON.parse(readFileSync(join(REPO_ROOT, 'data/strategies.json'), 'utf8'));
+    // A floor no device reaches: the strategy no longer takes anyone.
+    for (const s of proposed.strategies) if (s.id === 'acq_prime_new') s.bid.minValueFen = 1e9;
+    const file = join(dir, '..', `proposed-${process.pid}.json`);
+    writeFileSync(file, JSON.stringify(proposed));
+    expect(row(rta(file), 'acq_prime_new')).toMatch(/^acq_prime_new\s+50\.0 % -> 0\.0 %/);
+  });
+
+  test('rta experiments report puts the device in its arm, eligible and taken', () => {
+    const prime = entries.find((e) => e.traceId === 'log-prime')!;
+    const arm = prime.arms.find((a) => a.experiment === 'prime_curve_w48')!;
+    expect(prime.strategies.find((s) => s.strategyId === 'acq_prime_new')).toMatchObject({ armName: arm.arm, armTag: arm.tag });
+    const report = execFileSync(process.execPath, [join(REPO_ROOT, 'dist/tools/rta.js'), 'experiments', 'report', '--dir', dir], { encoding: 'utf8' });
+    expect(report).toContain('prime_curve_w48 (layer prime_curve_w48)');
+    // requests, share, eligible, taken, take share: the one prime prospect, taken.
+    expect(report).toMatch(new RegExp(`^  ${arm.arm}\\s+${arm.tag}\\s+1\\s+100\\.0 %\\s+1\\s+1\\s+100\\.0 %`, 'm'));
   });
 });
 
