@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { Engine, type DecisionSink } from '../engine/engine.js';
 import { Os, type BidContext, type Decision, type DeviceIdKind } from '../engine/types.js';
 import { readDecisionLog, type DecisionEntry } from '../observe/decision-log/reader.js';
@@ -9,7 +9,8 @@ import { InlineScorer } from '../scoring/inline-scorer.js';
 import { BatchScorer } from '../scoring/scorer.js';
 import { loadProfileSchema } from '../store/profile-schema.js';
 import { loadSnapshot } from '../store/snapshot.js';
-import { compileStrategyBook } from '../strategy/book.js';
+import { compileStrategyBook, type StrategyBook } from '../strategy/book.js';
+import type { EmbeddedDeviceStore } from '../store/embedded.js';
 import { fixed, quantile } from './log-command.js';
 
 /**
@@ -36,18 +37,7 @@ export async function dryRunCommand(args: string[]): Promise<void> {
   const since = values.since === undefined ? -Infinity : Date.parse(values.since);
   if (Number.isNaN(since)) throw new DryRunUsageError(`--since "${values.since}" is not a time`);
   const config = loadConfig({ file: values.config });
-  const profile = loadProfileSchema(config.store.profileSchema);
-  const scorer = new InlineScorer(new BatchScorer(config.scoring.manifest, config.store.profileSchema));
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(values.book, 'utf8'));
-  } catch (err) {
-    throw new DryRunUsageError(`--book ${values.book}: ${(err as Error).message}`);
-  }
-  const book = compileStrategyBook(json, values.book, profile, scorer.modelNames);
-  const { store } = loadSnapshot(config.store.snapshot, profile);
-  // Decided with the live deadline switched off: a replay measures the book, not this machine's speed.
-  const engine = new Engine({ config: { ...config.engine, scoreDeadlineMicros: 0 }, book, store, scorer, profile, metrics: createMetrics({ processMetrics: false }) });
+  const { engine, book } = offlineEngine(config, values.book);
 
   const tallies = new Map<string, Tally>();
   const tally = (id: string) => {
@@ -77,6 +67,26 @@ export async function dryRunCommand(args: string[]): Promise<void> {
     for (const s of (answered as Decision | null)?.strategies ?? []) count(tally(s.strategyId).after, s.coefficient, s.creativeId);
   }
   console.log(report(tallies, replayed, skipped, book.version));
+}
+
+/**
+ * The engine as a serving thread builds it, on this thread, for tools that decide recorded or sampled devices with a
+ * book that is not in service: the config's models (scored inline) and embedded device store, the deadline off (a
+ * tool measures the book, not this machine's speed).
+ */
+export function offlineEngine(config: Config, bookFile: string): { engine: Engine; book: StrategyBook; store: EmbeddedDeviceStore } {
+  const profile = loadProfileSchema(config.store.profileSchema);
+  const scorer = new InlineScorer(new BatchScorer(config.scoring.manifest, config.store.profileSchema));
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(bookFile, 'utf8'));
+  } catch (err) {
+    throw new DryRunUsageError(`--book ${bookFile}: ${(err as Error).message}`);
+  }
+  const book = compileStrategyBook(json, bookFile, profile, scorer.modelNames);
+  const { store } = loadSnapshot(config.store.snapshot, profile);
+  const engine = new Engine({ config: { ...config.engine, scoreDeadlineMicros: 0 }, book, store, scorer, profile, metrics: createMetrics({ processMetrics: false }) });
+  return { engine, book, store };
 }
 
 function side(): Side {

@@ -5,6 +5,7 @@ import { DeviceIdKind } from '../engine/types.js';
 import { MEDIA_CLIENTS } from '../media/clients.js';
 import type { SimulatedAd, SimulatedRequest } from '../media/simulated-request.js';
 import { hashRawDeviceId } from '../store/device-key.js';
+import { checkCommand, CHECK_USAGE } from './check-book.js';
 import { dryRunCommand, DryRunUsageError, DRY_RUN_USAGE } from './dry-run.js';
 import { experimentsCommand, logCommand, LogUsageError, LOG_USAGE } from './log-command.js';
 import type { BookDiff, FieldChange, ItemChanges, Listing } from '../strategy/versions.js';
@@ -27,6 +28,7 @@ const USAGE = `usage:
   rta explain [--admin http://127.0.0.1:8081] [--token T] [--format text|json] [the request flags of send]
 ${LOG_USAGE}
 ${DRY_RUN_USAGE}
+${CHECK_USAGE}
   rta personas [--file data/generated/personas.json]
   rta book list | show ID | diff ID OTHER          [--admin http://127.0.0.1:8081] [--token T (or RTA_ADMIN_TOKEN)]
   rta book apply FILE --author A --message M       a new book, checked and put in service on every serving thread
@@ -301,6 +303,8 @@ const run =
               ? Promise.resolve(experimentsCommand(rest))
               : command === 'dry-run'
                 ? dryRunCommand(rest)
+                : command === 'check'
+                  ? Promise.resolve(checkCommand(rest))
             : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
 run.catch((err: Error) => {
   if (err instanceof UsageError || err instanceof LogUsageError || err instanceof DryRunUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
