@@ -5,16 +5,15 @@
  * median pass as ns per request. Run: npx tsx bench/stages.ts
  */
 import { loadConfig } from '../src/config.js';
+import { stageTraffic } from './lib/stage-traffic.js';
 import { Engine, type DecisionSink } from '../src/engine/engine.js';
-import { DeviceIdKind, type BidContext, type Decision } from '../src/engine/types.js';
+import type { BidContext, Decision } from '../src/engine/types.js';
 import { tencentAdapter } from '../src/media/tencent/adapter.js';
-import { tencentClient } from '../src/media/tencent/client.js';
 import type { DecisionLogFiles } from '../src/observe/decision-log/files.js';
 import { DecisionLogRecorder } from '../src/observe/decision-log/recorder.js';
 import { createMetrics } from '../src/observe/metrics.js';
 import { InlineScorer } from '../src/scoring/inline-scorer.js';
 import { allocateBatch, BatchScorer } from '../src/scoring/scorer.js';
-import { SLOT_BYTES } from '../src/store/embedded.js';
 import { loadProfileSchema, readField } from '../src/store/profile-schema.js';
 import { loadSnapshot } from '../src/store/snapshot.js';
 import { loadStrategyBook } from '../src/strategy/book.js';
@@ -30,26 +29,7 @@ const scorer = new BatchScorer(config.scoring.manifest, config.store.profileSche
 const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
 const flagsField = profile.field('flags');
 
-const slots = store.tableBytes.length / SLOT_BYTES;
-const bodies: Uint8Array[] = [];
-for (let i = 0; bodies.length < REQUESTS; i++) {
-  const slot = ((i * 2_654_435_761) >>> 0) % slots;
-  const key = store.tableBytes.subarray(slot * SLOT_BYTES, slot * SLOT_BYTES + 16);
-  const known = store.find(key, 0) >= 0;
-  if (i % 10 < 3 ? known : !known) continue;
-  bodies.push(
-    tencentClient.encodeRequest({
-      requestId: `bench-${i}`,
-      os: i % 4 === 0 ? 'ios' : 'android',
-      ids: [{ kind: i % 4 === 0 ? DeviceIdKind.IDFA_MD5 : DeviceIdKind.OAID_MD5, md5: Buffer.from(key).toString('hex') }],
-      platformExperimentIds: [1024 + (i % 7), 32768],
-      isPing: false,
-      isTest: false,
-      secondRequest: false,
-      ads: [],
-    }).body,
-  );
-}
+const bodies = stageTraffic(store, REQUESTS);
 
 function measure(name: string, run: () => void): number {
   const passes: number[] = [];

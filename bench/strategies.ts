@@ -23,11 +23,10 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { DeviceIdKind, type BidContext } from '../src/engine/types.js';
+import { stageTraffic } from './lib/stage-traffic.js';
+import type { BidContext } from '../src/engine/types.js';
 import { tencentAdapter } from '../src/media/tencent/adapter.js';
-import { tencentClient } from '../src/media/tencent/client.js';
 import { allocateBatch, BatchScorer } from '../src/scoring/scorer.js';
-import { SLOT_BYTES } from '../src/store/embedded.js';
 import { loadProfileSchema, readField } from '../src/store/profile-schema.js';
 import { loadSnapshot } from '../src/store/snapshot.js';
 import { compileStrategyBook, loadStrategyBook, type StrategyBook } from '../src/strategy/book.js';
@@ -64,25 +63,7 @@ const big = values.book
   ? { book: loadStrategyBook(values.book, profile, scorer.modelNames), name: values.book }
   : { book: compileStrategyBook(bigBook(seed), `generated book (seed ${seed})`, profile, scorer.modelNames), name: `generated book (seed ${seed})` };
 
-const slots = store.tableBytes.length / SLOT_BYTES;
-const contexts: BidContext[] = [];
-for (let i = 0; contexts.length < requests; i++) {
-  const slot = ((i * 2_654_435_761) >>> 0) % slots;
-  const key = store.tableBytes.subarray(slot * SLOT_BYTES, slot * SLOT_BYTES + 16);
-  const known = store.find(key, 0) >= 0;
-  if (i % 10 < 3 ? known : !known) continue;
-  const { body } = tencentClient.encodeRequest({
-    requestId: `bench-${i}`,
-    os: i % 4 === 0 ? 'ios' : 'android',
-    ids: [{ kind: i % 4 === 0 ? DeviceIdKind.IDFA_MD5 : DeviceIdKind.OAID_MD5, md5: Buffer.from(key).toString('hex') }],
-    platformExperimentIds: [1024 + (i % 7), 32768],
-    isPing: false,
-    isTest: false,
-    secondRequest: false,
-    ads: [],
-  });
-  contexts.push(tencentAdapter.decode(body, ''));
-}
+const contexts: BidContext[] = stageTraffic(store, requests).map((body) => tencentAdapter.decode(body, ''));
 const keys = contexts.map((c) => c.deviceIds[0]!.key);
 const views: DeviceView[] = contexts.map((c, i) => {
   const offset = store.find(keys[i]!, 0);

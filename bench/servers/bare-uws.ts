@@ -31,6 +31,7 @@ const TYPICAL_TAKE: Decision = {
   processingTimeUs: 180,
   modelVersion: 'apply@1,approve@1,risk@1,ltv@1',
   bookVersion: '3f9a1c2b7d4e',
+  facts: null,
 };
 
 function typicalReply(media: 'tencent' | 'native'): { body: Uint8Array; contentType: string } {
