@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
+import { Cluster, Redis } from './ioredis.js';
 import { z } from 'zod';
 import { profileLayoutFingerprint } from './layout-fingerprint.js';
 import type { ProfileSchema } from './profile-schema.js';

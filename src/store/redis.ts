@@ -1,4 +1,4 @@
-import { Cluster } from 'ioredis';
+import { Cluster } from './ioredis.js';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { CallbackErrors } from '../engine/callback-errors.js';

@@ -2,7 +2,7 @@ import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import type { ChainableCommander } from 'ioredis';
-import { Cluster } from 'ioredis';
+import { Cluster } from '../store/ioredis.js';
 import { DEVICE_KEY_BYTES } from '../store/device-key.js';
 import { SLOT_BYTES, type EmbeddedDeviceStore } from '../store/embedded.js';
 import { DEFAULT_PROFILE_SCHEMA_PATH, loadProfileSchema } from '../store/profile-schema.js';
