@@ -52,13 +52,8 @@ export class ProtoWriter {
     if (value.length === 0) return;
     this.tag(field, 2);
     this.varint(value.length);
-    const b = this.bytes;
-    // A loop beats TypedArray#set for the short names and ids a record is made of (set is a call into the runtime).
-    if (value.length < 64) for (let i = 0; i < value.length; i++) b[this.pos++] = value[i]!;
-    else {
-      b.set(value, this.pos);
-      this.pos += value.length;
-    }
+    this.bytes.set(value, this.pos);
+    this.pos += value.length;
   }
 
   /** At most 3 bytes per UTF-16 unit, plus the tag and length. */
