@@ -2,7 +2,8 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { ScoringJob } from '../scoring/pool.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
-import type { StrategyBook, StrategyMask, StrategyOutcome } from '../strategy/book.js';
+import { Verdict, type StrategyBook, type StrategyMask, type StrategyOutcome } from '../strategy/book.js';
+import type { CompiledArm } from '../strategy/experiments.js';
 import type { DeviceView } from '../strategy/device-view.js';
 import { DecisionCode, SHED_REASON, type BidContext, type Decision, type DeviceIdKind } from './types.js';
 import { DEVICE_ID_KIND_NAMES } from './types.js';
@@ -117,6 +118,8 @@ export class Engine {
   private readonly unknownSlot: number;
   /** Metric slots per strategy id: [decisions, coefficients]. */
   private readonly strategySlots = new Map<string, [number, number]>();
+  /** Metric slots per experiment arm: [eligible, taken]. Weak: a reloaded book brings new arm objects. */
+  private readonly armSlots = new WeakMap<CompiledArm, [number, number]>();
 
   constructor(parts: EngineParts) {
     this.parts = parts;
@@ -297,6 +300,7 @@ export class Engine {
         metrics.coefficients.observe(slots[1], s.coefficient);
       }
     }
+    if (decided && !request.context.isTest && book.layerCount > 0) this.countArms(request, book);
     return {
       code,
       reason: REASON_BY_CODE[code]!,
@@ -310,6 +314,29 @@ export class Engine {
       bookVersion: book.version,
       facts: request,
     };
+  }
+
+  /**
+   * Per arm, the strategy verdicts that got past their score conditions (eligible) and those that took the device.
+   * Only verdicts `decide` wrote for this request count: the arms in the book's scratch are theirs.
+   */
+  private countArms(request: PendingRequest, book: StrategyBook): void {
+    const { mask } = request;
+    const { experimentArms } = request.parts.metrics;
+    for (let i = 0; i < mask.length; i++) {
+      const verdict = mask[i]!;
+      if (verdict < Verdict.NO_VALUE) continue;
+      const arm = book.scratch.arm[i];
+      if (!arm) continue;
+      let slots = this.armSlots.get(arm);
+      if (slots === undefined) {
+        const labels = { experiment: arm.experiment, arm: arm.name };
+        slots = [experimentArms.slot({ ...labels, outcome: 'eligible' }), experimentArms.slot({ ...labels, outcome: 'taken' })];
+        this.armSlots.set(arm, slots);
+      }
+      experimentArms.add(slots[0]);
+      if (verdict === Verdict.TAKEN) experimentArms.add(slots[1]);
+    }
   }
 
   private reject(code: DecisionCode, reason = REASON_BY_CODE[code]!): Decision {

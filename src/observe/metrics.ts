@@ -96,6 +96,12 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       COEFFICIENT_BUCKETS,
       registry,
     ),
+    experimentArms: new HotCounter(
+      'rta_experiment_arm_decisions_total',
+      'Strategy verdicts per experiment arm: eligible (past the score conditions), taken. One series per arm of the book.',
+      ['experiment', 'arm', 'outcome'] as const,
+      registry,
+    ),
     decisionLogRecords: new HotCounter(
       'rta_decision_log_records_total',
       'Decision log records by result: logged, dropped_ring_full (every block still waiting for the disk), dropped_too_large.',

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readDecisionLog, type DecisionEntry } from '../../src/observe/decision-log/reader.js';
 import type { Explanation } from '../../src/observe/explain.js';
 import { DECISIONS_ENV, REPO_ROOT, startEngine, type EngineProcess } from '../support/engine-process.js';
-import { loadPersonas, manifestModelVersion, native, post, requestFor, send, tencent } from '../support/rta-client.js';
+import { loadPersonas, manifestModelVersion, metricSum, native, post, requestFor, scrape, send, tencent } from '../support/rta-client.js';
 
 /**
  * The decision log and explain end to end: a real engine process logs what it decided for real requests, the log
@@ -151,6 +151,20 @@ describe('explain', () => {
       expect(s.creative!.id).toBeGreaterThan(0);
     }
     expect(e.reply.target_infos).toEqual(decoded.target_infos);
+  });
+
+  test('per-arm counters: a taken prime prospect counts in its arm as eligible and taken; explain counts nothing', async () => {
+    const request = requestFor(prime, { requestId: 'arm-count' });
+    const { body, contentType } = tencent.encodeRequest(request);
+    const arm = (JSON.parse((await explain('?media=tencent', body, contentType)).text) as Explanation).arms.find((a) => a.experiment === 'prime_curve_w48')!;
+    const labels = (outcome: string) => ({ experiment: 'prime_curve_w48', arm: arm.arm, outcome });
+    const before = await scrape(engine);
+    await send(engine, tencent, request);
+    const afterSend = await scrape(engine);
+    expect(metricSum(afterSend, 'rta_experiment_arm_decisions_total', labels('eligible')) - metricSum(before, 'rta_experiment_arm_decisions_total', labels('eligible'))).toBe(1);
+    expect(metricSum(afterSend, 'rta_experiment_arm_decisions_total', labels('taken')) - metricSum(before, 'rta_experiment_arm_decisions_total', labels('taken'))).toBe(1);
+    await explain('?media=tencent', body, contentType);
+    expect(metricSum(await scrape(engine), 'rta_experiment_arm_decisions_total', {})).toBe(metricSum(afterSend, 'rta_experiment_arm_decisions_total', {}));
   });
 
   test('readable text on Accept: text/plain', async () => {
