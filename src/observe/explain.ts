@@ -119,7 +119,9 @@ function explainStrategies(book: StrategyBook, facts: DecisionFacts, decision: D
     const valued = decided && verdict !== Verdict.SCORES_FAILED;
     const sent = decision.strategies.find((s) => s.strategyId === strategy.id);
     let value: StrategyExplanation['value'] = null;
-    if (valued) {
+    if (valued && strategy.value !== null) {
+      value = { fen: scratch.valueFen[i]!, formula: `${strategy.value.source} with ${strategy.value.inputs(facts.scores, facts.scoresOffset, facts.records, facts.recordOffset, bid)}` };
+    } else if (valued) {
       const [apply, approve, risk, ltv] = [score(models.apply), bid.assumeApproved ? 1 : score(models.approve), score(models.risk), score(models.ltv) * 100];
       value = {
         fen: scratch.valueFen[i]!,

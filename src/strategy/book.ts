@@ -4,6 +4,7 @@ import type { ProfileSchema } from '../store/profile-schema.js';
 import { compileCondition, deviceRequirements, splitByStage, sufficientBeforeScoring, type CompiledCondition, type ConditionScope, type DeviceRequirements } from './conditions.js';
 import type { DeviceView } from './device-view.js';
 import { compileLayers, type CompiledArm, type CompiledLayer } from './experiments.js';
+import { compileValueFormula, type ValueFormula } from './value-formula.js';
 import { bookVersion } from './versions.js';
 import { bidSchema, MEDIA_MAX_COEFFICIENT, MEDIA_MIN_COEFFICIENT, strategyFileSchema, type BidParams, type BidStrategy, type Condition, type StrategyFile } from './schema.js';
 
@@ -31,6 +32,8 @@ interface CompiledBidStrategy {
   beforeScoring: CompiledCondition;
   afterScoring: CompiledCondition;
   bid: BidParams;
+  /** Its own expected-value formula; null for the book's (expected profit from the valueModels). */
+  value: ValueFormula | null;
   /** The book's layers this strategy has an experiment in, in file order; the first one's arm is its tag. */
   layers: number[];
   /** Its experiments: a layer's arm from another experiment (one the layer gave this device to) is not its own. */
@@ -206,6 +209,7 @@ export class StrategyBook {
         beforeScoring: compileCondition(beforeScoring, scope, `${where}.when`, problems),
         afterScoring: compileCondition(afterScoring, scope, `${where}.when`, problems),
         bid: s.bid,
+        value: strategyValue(s, scope, where, problems),
         layers: experiments.layersOf.get(s.id) ?? [],
         experiments: new Set(file.experiments.filter((e) => e.strategies.includes(s.id)).map((e) => e.id)),
         bidByArm: experiments.bidByArm.get(s.id) ?? new Map(),
@@ -246,10 +250,10 @@ export class StrategyBook {
   }
 
   /** The bidding strategies as written, indexed like the StrategyMask, for explain. */
-  strategiesOutline(): { id: string; when: Condition; bid: BidParams; creatives: { id: number; when: Condition | null }[] }[] {
+  strategiesOutline(): { id: string; when: Condition; bid: BidParams; value: ValueFormula | null; creatives: { id: number; when: Condition | null }[] }[] {
     return this.bidStrategies.map((compiled) => {
       const written = this.source.strategies.find((s) => s.id === compiled.id)!;
-      return { id: compiled.id, when: written.when, bid: compiled.bid, creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: (written.kind === 'bid' && written.creatives[j]!.when) || null })) };
+      return { id: compiled.id, when: written.when, bid: compiled.bid, value: compiled.value, creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: (written.kind === 'bid' && written.creatives[j]!.when) || null })) };
     });
   }
 
@@ -331,7 +335,8 @@ export class StrategyBook {
         continue;
       }
       const approved = bid.assumeApproved ? 1 : pApprove;
-      const valueFen = pApply * approved * ((1 - pRisk) * ltvFen - pRisk * bid.lossGivenDefaultFen);
+      const valueFen =
+        strategy.value === null ? pApply * approved * ((1 - pRisk) * ltvFen - pRisk * bid.lossGivenDefaultFen) : strategy.value.evaluate(scores, at, view.records, view.recordOffset, bid);
       scratch.valueFen[i] = valueFen;
       if (!(valueFen > 0)) {
         mask[i] = Verdict.NO_VALUE;
@@ -472,6 +477,13 @@ function roundCoefficient(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
+function strategyValue(strategy: BidStrategy, scope: ConditionScope, where: string, problems: string[]): ValueFormula | null {
+  if (strategy.value === undefined) return null;
+  // The flag is a term of the book's formula; next to a strategy's own it would silently do nothing.
+  if (strategy.bid.assumeApproved) problems.push(`${where}.bid.assumeApproved: applies to the book's value formula only; write it into this strategy's value instead`);
+  return compileValueFormula(strategy.value, scope, `${where}.value`, problems);
+}
+
 function resolveValueModels(names: StrategyFile['valueModels'], modelIndex: ReadonlyMap<string, number>, problems: string[]): ValueModelIndices {
   const index = (role: keyof ValueModelIndices) => {
     const i = modelIndex.get(names[role]);
@@ -518,6 +530,8 @@ function compileExperiments(file: StrategyFile, enabled: ReadonlyMap<string, Bid
         if (base === undefined) continue;
         const merged = bidSchema.safeParse({ ...base.bid, ...arm.overrides[strategyId] });
         if (!merged.success) problems.push(...issueProblems(merged.error.issues, undefined, `${armWhere}.overrides.${strategyId}`));
+        else if (merged.data.assumeApproved && base.value !== undefined && !base.bid.assumeApproved)
+          problems.push(`${armWhere}.overrides.${strategyId}.assumeApproved: applies to the book's value formula only, and ${strategyId} has its own value`);
       }
       for (const [strategyId, creativeId] of Object.entries(arm.creatives)) {
         const strategy = enabled.get(strategyId);

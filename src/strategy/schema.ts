@@ -127,6 +127,11 @@ const bidStrategySchema = z
     enabled: z.boolean().default(true),
     when: conditionSchema.default({}),
     bid: bidSchema,
+    /**
+     * Its own expected value in fen, as a formula over score.<model>, field.<profile field> and bid.<number>
+     * (value-formula.ts); without one, the book's expected profit from its valueModels.
+     */
+    value: z.string().min(1).optional(),
     /** First match wins; the last entry must have no `when` so every device gets a creative. */
     creatives: z
       .array(creativeSchema)
