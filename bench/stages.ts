@@ -48,6 +48,7 @@ function measure(name: string, run: () => void): number {
 const contexts: BidContext[] = bodies.map((b) => tencentAdapter.decode(b, ''));
 const offsets = contexts.map((c) => store.find(c.deviceIds[0]!.key, 0));
 const views: DeviceView[] = contexts.map((c, i) => ({
+  media: c.media,
   os: c.os,
   records: offsets[i]! >= 0 ? store.records : null,
   recordOffset: Math.max(0, offsets[i]!),

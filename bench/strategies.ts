@@ -68,6 +68,7 @@ const keys = contexts.map((c) => c.deviceIds[0]!.key);
 const views: DeviceView[] = contexts.map((c, i) => {
   const offset = store.find(keys[i]!, 0);
   return {
+    media: c.media,
     os: c.os,
     records: offset >= 0 ? store.records : null,
     recordOffset: Math.max(0, offset),

@@ -2,7 +2,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { ScoringJob } from '../scoring/pool.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
-import { Verdict, type StrategyBook, type StrategyMask, type StrategyOutcome } from '../strategy/book.js';
+import { hasValue, Verdict, type StrategyBook, type StrategyMask, type StrategyOutcome } from '../strategy/book.js';
 import type { CompiledArm } from '../strategy/experiments.js';
 import type { DeviceView } from '../strategy/device-view.js';
 import { DecisionCode, SHED_REASON, type BidContext, type Decision, type DeviceIdKind } from './types.js';
@@ -325,7 +325,7 @@ export class Engine {
     const { experimentArms } = request.parts.metrics;
     for (let i = 0; i < mask.length; i++) {
       const verdict = mask[i]!;
-      if (verdict < Verdict.NO_VALUE) continue;
+      if (!hasValue(verdict)) continue;
       const arm = book.scratch.arm[i];
       if (!arm) continue;
       let slots = this.armSlots.get(arm);
@@ -370,6 +370,7 @@ function readFlags(records: Uint8Array, at: number, bytes: number): number {
  * two callbacks the pool calls (exactly one of them, once).
  */
 class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob, DecisionFacts {
+  media: string;
   os: number;
   records: Uint8Array | null = null;
   recordOffset = 0;
@@ -393,6 +394,7 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob, Decisio
     readonly sink: DecisionSink,
     readonly deadline: number,
   ) {
+    this.media = context.media;
     this.os = context.os;
     this.platformExperimentIds = context.platformExperimentIds;
     this.mask = new Uint8Array(parts.book.bidStrategyCount);

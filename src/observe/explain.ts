@@ -1,7 +1,7 @@
 import type { DecisionFacts } from '../engine/engine.js';
 import { DEVICE_ID_KIND_NAMES, type BidContext, type Decision, type DeviceIdKind } from '../engine/types.js';
 import { readField, type ProfileSchema } from '../store/profile-schema.js';
-import { VERDICT_NAMES, Verdict, type StrategyBook } from '../strategy/book.js';
+import { decidedVerdict, hasValue, VERDICT_NAMES, Verdict, type StrategyBook } from '../strategy/book.js';
 import type { BidParams, Condition } from '../strategy/schema.js';
 
 /**
@@ -27,6 +27,10 @@ export interface StrategyExplanation {
   id: string;
   verdict: (typeof VERDICT_NAMES)[number];
   when: Condition;
+  /** Where and when it bids, and its rank in a capped reply, as written. */
+  media: string[] | null;
+  schedule: { hours?: number[] | undefined; weekdays?: number[] | undefined } | null;
+  priority: number;
   /** The bid parameters in force for this device (the arm's overrides applied). */
   bid: BidParams;
   arm: { experiment: string; arm: string; tag: number } | null;
@@ -113,10 +117,10 @@ function explainStrategies(book: StrategyBook, facts: DecisionFacts, decision: D
   const score = (index: number) => facts.scores[facts.scoresOffset + index]!;
   return outline.map((strategy, i) => {
     const verdict = facts.mask[i]! as Verdict;
-    const decided = verdict !== Verdict.NOT_CANDIDATE && verdict !== Verdict.CANDIDATE && decision.modelVersion !== '';
+    const decided = decidedVerdict(verdict) && decision.modelVersion !== '';
     const arm = decided ? scratch.arm[i] ?? null : null;
     const bid = decided ? scratch.bid[i]! : strategy.bid;
-    const valued = decided && verdict !== Verdict.SCORES_FAILED;
+    const valued = decided && hasValue(verdict);
     const sent = decision.strategies.find((s) => s.strategyId === strategy.id);
     let value: StrategyExplanation['value'] = null;
     if (valued && strategy.value !== null) {
@@ -134,6 +138,9 @@ function explainStrategies(book: StrategyBook, facts: DecisionFacts, decision: D
       id: strategy.id,
       verdict: VERDICT_NAMES[verdict],
       when: strategy.when,
+      media: strategy.media,
+      schedule: strategy.schedule,
+      priority: strategy.priority,
       bid,
       arm: arm ? { experiment: arm.experiment, arm: arm.name, tag: arm.tag } : null,
       value,
@@ -169,6 +176,9 @@ export function explanationText(e: Explanation): string {
   for (const s of e.strategies) {
     lines.push(`  ${s.id}: ${s.verdict.replace(/_/g, ' ')}${s.arm ? `  [${s.arm.experiment}: ${s.arm.arm}, tag ${s.arm.tag}]` : ''}`);
     if (s.verdict === 'not_candidate' || s.verdict === 'scores_failed') lines.push(`    when ${JSON.stringify(s.when)}`);
+    if (s.verdict === 'other_media') lines.push(`    media ${s.media!.join(', ')}`);
+    if (s.verdict === 'off_schedule') lines.push(`    schedule ${JSON.stringify(s.schedule)} (UTC+8)`);
+    if (s.verdict === 'capped') lines.push(`    priority ${s.priority}: the reply was full with higher ones`);
     if (s.value) lines.push(`    value = ${s.value.formula} = ${fmt(s.value.fen)} fen (floor ${s.bid.minValueFen}, target ${s.bid.targetValueFen})`);
     if (s.coefficient)
       lines.push(`    coefficient = (${fmt(s.value!.fen)} / ${s.bid.targetValueFen}) ^ ${s.bid.exponent} = ${fmt(s.coefficient.raw)} -> clamp ${s.coefficient.min}..${s.coefficient.max}, round -> ${s.coefficient.sent}`);

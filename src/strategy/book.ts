@@ -5,6 +5,7 @@ import { compileCondition, deviceRequirements, splitByStage, sufficientBeforeSco
 import type { DeviceView } from './device-view.js';
 import { compileLayers, type CompiledArm, type CompiledLayer } from './experiments.js';
 import { compileValueFormula, type ValueFormula } from './value-formula.js';
+import { MEDIA_CLIENTS } from '../media/clients.js';
 import { bookVersion } from './versions.js';
 import { bidSchema, MEDIA_MAX_COEFFICIENT, MEDIA_MIN_COEFFICIENT, strategyFileSchema, type BidParams, type BidStrategy, type Condition, type StrategyFile } from './schema.js';
 
@@ -32,6 +33,11 @@ interface CompiledBidStrategy {
   beforeScoring: CompiledCondition;
   afterScoring: CompiledCondition;
   bid: BidParams;
+  /** The media it bids on; null for all. */
+  media: ReadonlySet<string> | null;
+  /** Per hour of the week (ISO weekday - 1) x 24 + hour, in UTC+8: 1 where it bids; null for always. */
+  schedule: Uint8Array | null;
+  priority: number;
   /** Its own expected-value formula; null for the book's (expected profit from the valueModels). */
   value: ValueFormula | null;
   /** The book's layers this strategy has an experiment in, in file order; the first one's arm is its tag. */
@@ -101,9 +107,25 @@ export const Verdict = {
   /** Expected value below the strategy's minValueFen. */
   BELOW_FLOOR: 4,
   TAKEN: 5,
+  /** Outside its schedule: not looked at further. */
+  OFF_SCHEDULE: 6,
+  /** Not for this media: not looked at further. */
+  OTHER_MEDIA: 7,
+  /** Wanted the device, but the reply was full (maxStrategiesPerReply) with strategies of higher priority. */
+  CAPPED: 8,
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken'] as const;
+export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken', 'off_schedule', 'other_media', 'capped'] as const;
+
+/** Verdicts `decide` gave: the scratch's arm and bid for the strategy are this request's. */
+export function decidedVerdict(verdict: number): boolean {
+  return (verdict >= Verdict.SCORES_FAILED && verdict <= Verdict.TAKEN) || verdict === Verdict.CAPPED;
+}
+
+/** Verdicts with an expected value computed (the scratch's valueFen is this request's). */
+export function hasValue(verdict: number): boolean {
+  return (verdict >= Verdict.NO_VALUE && verdict <= Verdict.TAKEN) || verdict === Verdict.CAPPED;
+}
 
 /**
  * What the last `decide` computed per bidding strategy (indexed like the StrategyMask), valid until the book's next
@@ -147,6 +169,18 @@ export interface ValueModelIndices {
   ltv: number;
 }
 
+/** A bidding strategy as written, with what its compiled form adds, for explain. */
+export interface StrategyOutline {
+  id: string;
+  when: Condition;
+  media: string[] | null;
+  schedule: NonNullable<BidStrategy['schedule']> | null;
+  priority: number;
+  bid: BidParams;
+  value: ValueFormula | null;
+  creatives: { id: number; when: Condition | null }[];
+}
+
 export class StrategyBook {
   readonly bidStrategyIds: readonly string[];
   readonly cacheTtlSeconds: StrategyFile['cacheTtlSeconds'];
@@ -157,6 +191,7 @@ export class StrategyBook {
   private readonly bidStrategies: CompiledBidStrategy[];
   private readonly candidateIndex: CandidateIndex;
   private readonly byId: ReadonlyMap<string, CompiledBidStrategy>;
+  private readonly indexOf: ReadonlyMap<string, number>;
   private readonly value: ValueModelIndices;
   private readonly layers: CompiledLayer[];
   /** Per request, each layer's arm is hashed once: valid while layerStamp[layer] equals `stamp`. */
@@ -166,9 +201,19 @@ export class StrategyBook {
   /** The file as written, for explain: conditions are compiled to closures, which cannot show themselves. */
   private readonly source: ParsedStrategyFile;
   readonly scratch: DecideScratch;
+  private readonly maxStrategiesPerReply: number;
+  /** Whether any strategy has a schedule: only then does screen read the clock. */
+  private readonly scheduled: boolean;
 
   /** `version`: the book's version id, the content hash of its JSON (see versions.ts). */
-  constructor(file: ParsedStrategyFile, profile: ProfileSchema, modelNames: readonly string[], readonly version: string) {
+  /** `clock`: milliseconds since the epoch, for schedules (tests set the hour). */
+  constructor(
+    file: ParsedStrategyFile,
+    profile: ProfileSchema,
+    modelNames: readonly string[],
+    readonly version: string,
+    private readonly clock: () => number = Date.now,
+  ) {
     const scope: ConditionScope = { profile, modelIndex: new Map(modelNames.map((name, i) => [name, i])) };
     // Collected, not thrown one by one: the growth team fixes a file in one round, not one mistake per attempt.
     const problems: string[] = [];
@@ -197,6 +242,10 @@ export class StrategyBook {
       this.exclusionsAfterScoring.push({ id: s.id, reason: s.reason, condition });
     }
 
+    for (const [i, s] of file.strategies.entries())
+      for (const name of (s.kind === 'bid' && s.media) || [])
+        if (!MEDIA_CLIENTS.has(name)) problems.push(`strategies[${i}](${s.id}).media: no media "${name}" (known: ${[...MEDIA_CLIENTS.keys()].join(', ')})`);
+
     const bidSources = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [{ s, i }] : []));
     // Listed after the strategies' own problems, in the order of the file.
     const experimentProblems: string[] = [];
@@ -208,6 +257,9 @@ export class StrategyBook {
         id: s.id,
         beforeScoring: compileCondition(beforeScoring, scope, `${where}.when`, problems),
         afterScoring: compileCondition(afterScoring, scope, `${where}.when`, problems),
+        media: s.media ? new Set(s.media) : null,
+        schedule: s.schedule ? weekHours(s.schedule) : null,
+        priority: s.priority,
         bid: s.bid,
         value: strategyValue(s, scope, where, problems),
         layers: experiments.layersOf.get(s.id) ?? [],
@@ -229,10 +281,13 @@ export class StrategyBook {
     const count = this.bidStrategies.length;
     this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), creativeRule: new Int16Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
     this.byId = new Map(this.bidStrategies.map((s) => [s.id, s]));
+    this.indexOf = new Map(this.bidStrategies.map((s, i) => [s.id, i]));
     this.layers = experiments.layers;
     this.layerArm = new Array<CompiledArm | null>(this.layers.length).fill(null);
     this.layerStamp = new Uint32Array(this.layers.length);
     this.source = file;
+    this.maxStrategiesPerReply = file.maxStrategiesPerReply ?? Infinity;
+    this.scheduled = this.bidStrategies.some((st) => st.schedule !== null);
   }
 
   get bidStrategyCount(): number {
@@ -250,10 +305,19 @@ export class StrategyBook {
   }
 
   /** The bidding strategies as written, indexed like the StrategyMask, for explain. */
-  strategiesOutline(): { id: string; when: Condition; bid: BidParams; value: ValueFormula | null; creatives: { id: number; when: Condition | null }[] }[] {
+  strategiesOutline(): StrategyOutline[] {
     return this.bidStrategies.map((compiled) => {
-      const written = this.source.strategies.find((s) => s.id === compiled.id)!;
-      return { id: compiled.id, when: written.when, bid: compiled.bid, value: compiled.value, creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: (written.kind === 'bid' && written.creatives[j]!.when) || null })) };
+      const written = this.source.strategies.find((s): s is BidStrategy => s.id === compiled.id && s.kind === 'bid')!;
+      return {
+        id: compiled.id,
+        when: written.when,
+        media: written.media ?? null,
+        schedule: written.schedule ?? null,
+        priority: written.priority,
+        bid: compiled.bid,
+        value: compiled.value,
+        creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: written.creatives[j]!.when ?? null })),
+      };
     });
   }
 
@@ -277,13 +341,23 @@ export class StrategyBook {
     const { byDevice, flagsAll, flagsNone, flagsAny } = this.candidateIndex;
     const visit = byDevice[deviceCell(view.os, view.records !== null)]!;
     const flags = view.flags;
+    const hourOfWeek = this.scheduled ? chinaHourOfWeek(this.clock()) : 0;
     let candidates = 0;
     for (let j = 0; j < visit.length; j++) {
       const i = visit[j]!;
+      const strategy = this.bidStrategies[i]!;
+      if (strategy.media !== null && !strategy.media.has(view.media)) {
+        mask[i] = Verdict.OTHER_MEDIA;
+        continue;
+      }
+      if (strategy.schedule !== null && strategy.schedule[hourOfWeek] === 0) {
+        mask[i] = Verdict.OFF_SCHEDULE;
+        continue;
+      }
       const all = flagsAll[i]!;
       const any = flagsAny[i]!;
       if ((flags & all) !== all || (flags & flagsNone[i]!) !== 0 || (any !== 0 && (flags & any) === 0)) continue;
-      if (!this.bidStrategies[i]!.beforeScoring.test(view)) continue;
+      if (!strategy.beforeScoring.test(view)) continue;
       mask[i] = Verdict.CANDIDATE;
       candidates++;
     }
@@ -311,7 +385,7 @@ export class StrategyBook {
     const visit = this.candidateIndex.byDevice[deviceCell(view.os, view.records !== null)]!;
     for (let j = 0; j < visit.length; j++) {
       const i = visit[j]!;
-      if (mask[i] === Verdict.NOT_CANDIDATE) continue;
+      if (mask[i] !== Verdict.CANDIDATE) continue;
       const strategy = this.bidStrategies[i]!;
       scratch.valueFen[i] = NaN;
       scratch.rawCoefficient[i] = NaN;
@@ -363,6 +437,7 @@ export class StrategyBook {
         pcvr: pApply * approved,
       });
     }
+    if (decisions.length > this.maxStrategiesPerReply) this.cap(decisions, mask);
     const adResults = candidateAds.length > 0 && decisions.length > 0 ? this.adjustCandidateAds(candidateAds, decisions) : [];
     return outcome(null, decisions, adResults);
   }
@@ -375,7 +450,7 @@ export class StrategyBook {
     this.stamp = (this.stamp + 1) >>> 0;
     const decisions: StrategyDecision[] = [];
     for (let i = 0; i < this.bidStrategies.length; i++) {
-      if (mask[i] === Verdict.NOT_CANDIDATE) continue;
+      if (mask[i] !== Verdict.CANDIDATE) continue;
       const strategy = this.bidStrategies[i]!;
       let arm: CompiledArm | null = null;
       for (const layer of strategy.layers) {
@@ -400,6 +475,16 @@ export class StrategyBook {
   }
 
   /** The device's arm in a layer, hashed once per request. */
+  /** Keeps the maxStrategiesPerReply decisions of highest priority (then coefficient, then file order), in file order. */
+  private cap(decisions: StrategyDecision[], mask: StrategyMask): void {
+    const ranked = decisions.map((d, order) => ({ d, order, priority: this.byId.get(d.strategyId)!.priority }));
+    ranked.sort((a, b) => b.priority - a.priority || b.d.coefficient - a.d.coefficient || a.order - b.order);
+    for (const { d } of ranked.slice(this.maxStrategiesPerReply)) mask[this.indexOf.get(d.strategyId)!] = Verdict.CAPPED;
+    const kept = ranked.slice(0, this.maxStrategiesPerReply).sort((a, b) => a.order - b.order);
+    decisions.length = 0;
+    for (const { d } of kept) decisions.push(d);
+  }
+
   private armIn(layer: number, view: DeviceView, key: Uint8Array, keyOffset: number): CompiledArm | null {
     if (this.layerStamp[layer] !== this.stamp) {
       this.layerArm[layer] = this.layers[layer]!.armFor(key, keyOffset, view.platformExperimentIds);
@@ -475,6 +560,25 @@ function clamp(value: number, min: number, max: number): number {
 /** Three decimals are finer than any media acts on, and keep replies readable. */
 function roundCoefficient(value: number): number {
   return Math.round(value * 1000) / 1000;
+}
+
+/** The hours of the week a schedule allows, indexed (ISO weekday - 1) x 24 + hour. */
+function weekHours(schedule: NonNullable<BidStrategy['schedule']>): Uint8Array {
+  const table = new Uint8Array(7 * 24);
+  for (let day = 1; day <= 7; day++)
+    for (let hour = 0; hour < 24; hour++)
+      if ((schedule.weekdays?.includes(day) ?? true) && (schedule.hours?.includes(hour) ?? true)) table[(day - 1) * 24 + hour] = 1;
+  return table;
+}
+
+const HOUR_MS = 3_600_000;
+/** China has one time zone and no daylight saving: UTC+8 all year. */
+const CHINA_OFFSET_HOURS = 8;
+/** 1970-01-01 was a Thursday, ISO weekday 4, hour-of-week index 3 x 24. */
+const EPOCH_HOUR_OF_WEEK = 3 * 24;
+
+export function chinaHourOfWeek(epochMs: number): number {
+  return (Math.floor(epochMs / HOUR_MS) + CHINA_OFFSET_HOURS + EPOCH_HOUR_OF_WEEK) % (7 * 24);
 }
 
 function strategyValue(strategy: BidStrategy, scope: ConditionScope, where: string, problems: string[]): ValueFormula | null {

@@ -126,6 +126,21 @@ const bidStrategySchema = z
     description: z.string().optional(),
     enabled: z.boolean().default(true),
     when: conditionSchema.default({}),
+    /** The media it bids on, by the names of their routes (tencent, native); every media when absent. */
+    media: z.array(z.string().min(1)).min(1).optional(),
+    /**
+     * When it bids, in China Standard Time (UTC+8, the media's day): hours 0-23 and ISO weekdays, 1 Monday to 7
+     * Sunday; every hour or every day where one is absent.
+     */
+    schedule: z
+      .object({
+        hours: z.array(z.number().int().min(0).max(23)).min(1).optional(),
+        weekdays: z.array(z.number().int().min(1).max(7)).min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    /** Who stays in a reply capped by maxStrategiesPerReply: higher priority first, then higher coefficient, then file order. */
+    priority: z.number().int().min(-1000).max(1000).default(0),
     bid: bidSchema,
     /**
      * Its own expected value in fen, as a formula over score.<model>, field.<profile field> and bid.<number>
@@ -229,6 +244,8 @@ export const strategyFileSchema = z
       .object({ apply: z.string(), approve: z.string(), risk: z.string(), ltv: z.string() })
       .strict()
       .default({ apply: 'apply', approve: 'approve', risk: 'risk', ltv: 'ltv' }),
+    /** At most this many strategies in one reply (by priority); every strategy that wants the device when absent. */
+    maxStrategiesPerReply: z.number().int().positive().optional(),
     strategies: z.array(z.discriminatedUnion('kind', [exclusionSchema, bidStrategySchema])).min(1),
     layers: z.array(layerSchema).default([]),
     experiments: z.array(experimentSchema).default([]),

@@ -3,7 +3,7 @@ import { loadConfig } from '../config.js';
 import type { DecisionSink } from '../engine/engine.js';
 import { DeviceIdKind, Os, type BidContext, type Decision } from '../engine/types.js';
 import { SLOT_BYTES } from '../store/embedded.js';
-import { Verdict } from '../strategy/book.js';
+import { hasValue } from '../strategy/book.js';
 import { DryRunUsageError, offlineEngine } from './dry-run.js';
 import { fixed, quantile } from './log-command.js';
 
@@ -41,7 +41,7 @@ export function checkCommand(args: string[]): void {
       // The verdicts and values of this decision, valid while it is delivered.
       for (let i = 0; i < facts.mask.length; i++) {
         const verdict = facts.mask[i]!;
-        if (verdict === Verdict.NO_VALUE || verdict === Verdict.BELOW_FLOOR || verdict === Verdict.TAKEN) tallies[i]!.values.push(book.scratch.valueFen[i]!);
+        if (hasValue(verdict)) tallies[i]!.values.push(book.scratch.valueFen[i]!);
       }
       for (const s of decision.strategies) tallies[book.bidStrategyIds.indexOf(s.strategyId)]!.coefficients.push(s.coefficient);
     },

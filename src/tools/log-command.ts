@@ -170,7 +170,7 @@ function armsReport(entries: Iterable<DecisionEntry>, since: number): string {
       if (!t) arms.set(arm.arm, (t = { layer: arm.layer, tag: arm.tag, requests: 0, candidates: 0, taken: 0, coefficients: [] }));
       t.requests++;
       for (const s of e.strategies) {
-        if (s.armTag !== arm.tag || s.armName !== arm.arm || s.verdict === 'scores_failed' || s.verdict === 'candidate') continue;
+        if (s.armTag !== arm.tag || s.armName !== arm.arm || s.valueFen === null) continue;
         t.candidates++;
         if (s.verdict === 'taken') {
           t.taken++;

@@ -22,6 +22,8 @@ const JUNK_SCORE = 777;
 export type ModelScores = Partial<Record<(typeof MODEL_NAMES)[number], number>>;
 
 export interface ViewSpec {
+  /** The media's route name; tencent unless given. */
+  media?: string;
   os?: number;
   /** Flags and field values for a known device; omit for an unknown device. */
   record?: { flags?: string[]; fields?: Record<string, number> };
@@ -49,6 +51,7 @@ export function makeView(spec: ViewSpec = {}): DeviceView {
     flags = writer.record[flagsField.offset]! | (writer.record[flagsField.offset + 1]! << 8);
   }
   return {
+    media: spec.media ?? 'tencent',
     os: spec.os ?? 2,
     records,
     recordOffset: records !== null ? profile.recordBytes : 0,
@@ -59,8 +62,9 @@ export function makeView(spec: ViewSpec = {}): DeviceView {
   };
 }
 
-export function buildBook(json: unknown): StrategyBook {
-  return new StrategyBook(parseStrategyFile(json, 'test strategies'), profile, MODEL_NAMES);
+/** `clock` for schedules: the book reads it once per screen. */
+export function buildBook(json: unknown, clock?: () => number): StrategyBook {
+  return new StrategyBook(parseStrategyFile(json, 'test strategies'), profile, MODEL_NAMES, 'test', clock);
 }
 
 /** Why a strategy file is refused (parsing or compiling it), or undefined when it is accepted. */

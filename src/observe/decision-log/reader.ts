@@ -188,7 +188,7 @@ function toEntry(m: RecordMessage): DecisionEntry {
     excludedBy: m.excluded_by,
     strategies: m.strategies.map((s) => {
       const verdict = VERDICT_NAMES[s.verdict] ?? 'not_candidate';
-      const valued = verdict === 'no_value' || verdict === 'below_floor' || verdict === 'taken';
+      const valued = verdict === 'no_value' || verdict === 'below_floor' || verdict === 'taken' || verdict === 'capped';
       return {
         strategyId: s.strategy_id,
         verdict,

@@ -1,6 +1,6 @@
 import type { Config } from '../../config.js';
 import type { BidContext, Decision } from '../../engine/types.js';
-import { Verdict, type StrategyBook } from '../../strategy/book.js';
+import { decidedVerdict, hasValue, Verdict, type StrategyBook } from '../../strategy/book.js';
 import type { HotCounter } from '../hot-metrics.js';
 import { DecisionLogFiles } from './files.js';
 import { ProtoWriter } from './proto-writer.js';
@@ -212,9 +212,9 @@ export class DecisionLogRecorder {
       const message = w.beginField(21);
       w.bytesField(1, this.strategyIds[i]!);
       w.uint(2, verdict);
-      if (verdict !== Verdict.CANDIDATE && verdict !== Verdict.SCORES_FAILED) w.float32(3, scratch.valueFen[i]!);
+      if (hasValue(verdict)) w.float32(3, scratch.valueFen[i]!);
       const strategy = next < taken.length && taken[next]!.strategyId === book.bidStrategyIds[i] ? taken[next++]! : null;
-      const arm = verdict !== Verdict.CANDIDATE ? scratch.arm[i]! : null;
+      const arm = decidedVerdict(verdict) ? scratch.arm[i]! : null;
       if (arm !== null) {
         w.uint(8, arm.tag);
         w.bytesField(9, this.bytesOf(arm.name));

@@ -1,0 +1,108 @@
+import { describe, expect, test } from 'vitest';
+import { chinaHourOfWeek, Verdict } from '../../src/strategy/book.js';
+import { bidStrategy, buildBook, onlyProblem, screenAndDecide, type ModelScores, type ViewSpec } from './support.js';
+
+/**
+ * Where, when and how many: the media a strategy bids on, its schedule (UTC+8), and the cap on strategies per
+ * reply with priorities.
+ */
+const SCORES: ModelScores = { apply: 0.5, approve: 0.5, risk: 0.125, ltv: 400 };
+const DEVICE: ViewSpec = { scores: SCORES, record: {} };
+
+/** Milliseconds since the epoch at this wall-clock time in China (UTC+8). */
+const chinaTime = (iso: string) => Date.parse(`${iso}+08:00`);
+
+const taken = (book: ReturnType<typeof buildBook>, spec: ViewSpec = DEVICE) => screenAndDecide(book, spec).outcome?.strategies.map((s) => s.strategyId) ?? [];
+
+describe('media', () => {
+  const book = buildBook({ strategies: [bidStrategy('tencent_only', { targetValueFen: 8250 }, { media: ['tencent'] }), bidStrategy('anywhere', { targetValueFen: 8250 })] });
+
+  test('a strategy with a media list bids on those media only; the others read other_media', () => {
+    expect(taken(book, { ...DEVICE, media: 'tencent' })).toEqual(['tencent_only', 'anywhere']);
+    const { mask, outcome } = screenAndDecide(book, { ...DEVICE, media: 'native' });
+    expect(outcome?.strategies.map((s) => s.strategyId)).toEqual(['anywhere']);
+    expect(mask[0]).toBe(Verdict.OTHER_MEDIA);
+  });
+
+  test('a media the engine does not serve is refused, with the ones it does', () => {
+    expect(onlyProblem({ strategies: [bidStrategy('s', { targetValueFen: 1 }, { media: ['tencnet'] })] })).toMatch(
+      /^strategies\[0\]\(s\)\.media: no media "tencnet" \(known: tencent, native\)$/,
+    );
+  });
+});
+
+describe('schedule', () => {
+  test('hour of the week in China: Monday 00:00 is 0, Thursday 1970-01-01 08:00 is 3 x 24 + 8', () => {
+    expect(chinaHourOfWeek(chinaTime('2026-11-30T00:00:00'))).toBe(0);
+    expect(chinaHourOfWeek(chinaTime('2026-11-30T23:59:59'))).toBe(23);
+    expect(chinaHourOfWeek(chinaTime('2026-12-06T23:00:00'))).toBe(6 * 24 + 23);
+    expect(chinaHourOfWeek(0)).toBe(3 * 24 + 8);
+  });
+
+  test('a strategy bids only in its hours and weekdays, China time; outside it reads off_schedule', () => {
+    let now = 0;
+    const book = buildBook(
+      { strategies: [bidStrategy('office', { targetValueFen: 8250 }, { schedule: { hours: [9, 10, 11], weekdays: [1, 2, 3, 4, 5] } }), bidStrategy('always', { targetValueFen: 8250 })] },
+      () => now,
+    );
+    const at = (iso: string) => {
+      now = chinaTime(iso);
+      return screenAndDecide(book, DEVICE);
+    };
+    // 2026-12-02 is a Wednesday.
+    expect(at('2026-12-02T09:00:00').outcome?.strategies.map((s) => s.strategyId)).toEqual(['office', 'always']);
+    expect(at('2026-12-02T11:59:59').outcome?.strategies.map((s) => s.strategyId)).toEqual(['office', 'always']);
+    const evening = at('2026-12-02T12:00:00');
+    expect(evening.outcome?.strategies.map((s) => s.strategyId)).toEqual(['always']);
+    expect(evening.mask[0]).toBe(Verdict.OFF_SCHEDULE);
+    // 01:00 UTC on a Wednesday is 09:00 in China: the schedule is not the machine's time zone.
+    now = Date.parse('2026-12-02T01:00:00Z');
+    expect(screenAndDecide(book, DEVICE).mask[0]).toBe(Verdict.TAKEN);
+    expect(at('2026-12-05T10:00:00').mask[0]).toBe(Verdict.OFF_SCHEDULE);
+  });
+
+  test('hours alone mean every day, weekdays alone every hour', () => {
+    let now = chinaTime('2026-12-06T03:00:00');
+    const book = buildBook(
+      { strategies: [bidStrategy('night', { targetValueFen: 8250 }, { schedule: { hours: [3] } }), bidStrategy('weekend', { targetValueFen: 8250 }, { schedule: { weekdays: [6, 7] } })] },
+      () => now,
+    );
+    expect(taken(book)).toEqual(['night', 'weekend']);
+    now = chinaTime('2026-12-07T03:00:00');
+    expect(taken(book)).toEqual(['night']);
+  });
+
+  test('an hour or weekday out of range is refused', () => {
+    expect(onlyProblem({ strategies: [bidStrategy('s', { targetValueFen: 1 }, { schedule: { hours: [24] } })] })).toMatch(/strategies\[0\]\(s\)\.schedule\.hours\[0\]/);
+    expect(onlyProblem({ strategies: [bidStrategy('s', { targetValueFen: 1 }, { schedule: { weekdays: [0] } })] })).toMatch(/strategies\[0\]\(s\)\.schedule\.weekdays\[0\]/);
+  });
+});
+
+describe('maxStrategiesPerReply and priority', () => {
+  /** Four strategies that all take DEVICE, coefficients 1, 2, 0.5, 2 (targets are 8250 fen x 1, /2, x2, /2). */
+  const four = (priorities: number[], max?: number) =>
+    buildBook({
+      ...(max !== undefined ? { maxStrategiesPerReply: max } : {}),
+      strategies: [8250, 4125, 16500, 4125].map((target, i) => bidStrategy(`s${i}`, { targetValueFen: target }, { priority: priorities[i] })),
+    });
+
+  test('without a cap every strategy that wants the device is in the reply', () => {
+    expect(taken(four([0, 0, 0, 0]))).toEqual(['s0', 's1', 's2', 's3']);
+  });
+
+  test('with a cap, higher priority stays; the rest read capped; the reply keeps file order', () => {
+    const { outcome, mask } = screenAndDecide(four([0, 5, 9, 0], 2), DEVICE);
+    expect(outcome?.strategies.map((s) => s.strategyId)).toEqual(['s1', 's2']);
+    expect([...mask]).toEqual([Verdict.CAPPED, Verdict.TAKEN, Verdict.TAKEN, Verdict.CAPPED]);
+  });
+
+  test('equal priorities: higher coefficient first, then file order', () => {
+    expect(taken(four([0, 0, 0, 0], 1))).toEqual(['s1']);
+    expect(taken(four([0, 0, 0, 0], 2))).toEqual(['s1', 's3']);
+    expect(taken(four([0, 0, 0, 0], 3))).toEqual(['s0', 's1', 's3']);
+  });
+
+  test('a cap of 0 is refused', () => {
+    expect(onlyProblem({ maxStrategiesPerReply: 0, strategies: [bidStrategy('s', { targetValueFen: 1 })] })).toMatch(/^maxStrategiesPerReply: /);
+  });
+});
