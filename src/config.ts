@@ -183,6 +183,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   RTA_DECISION_LOG: { path: ['decisionLog', 'enabled'], kind: 'boolean' },
   RTA_DECISION_LOG_DIR: { path: ['decisionLog', 'dir'], kind: 'string' },
   RTA_DECISION_LOG_RAW_SAMPLE: { path: ['decisionLog', 'rawSampleRate'], kind: 'number' },
+  RTA_DECISION_LOG_FLUSH_MS: { path: ['decisionLog', 'flushMillis'], kind: 'number' },
 };
 
 /** Sets raw[a][b]...= value, creating missing sections; a section of the wrong type is left for the schema to refuse. */
