@@ -92,7 +92,12 @@ function parse(source: string): Node {
       expect(')');
       return node;
     }
-    if (/^\d/.test(token)) return { kind: 'number', value: Number(token) };
+    if (/^\d/.test(token)) {
+      const value = Number(token);
+      // JSON.stringify, which prints the numbers into the code, would print Infinity as null.
+      if (!Number.isFinite(value)) throw new FormulaError(`${token} is too large for a number`);
+      return { kind: 'number', value };
+    }
     if (/^[A-Za-z_]/.test(token)) {
       const dot = token.indexOf('.');
       if (dot < 0) {

@@ -84,6 +84,7 @@ describe('formulas the book refuses, each with its strategy and reason', () => {
     ['constructor.constructor(1)', /strategies\[0\]\(s\)\.value: unknown name "constructor\.constructor"/],
     ['"a"', /strategies\[0\]\(s\)\.value: unexpected """ at character 1/],
     ['score.apply; 1', /strategies\[0\]\(s\)\.value: unexpected ";" at character 12/],
+    ['1e999 * score.apply', /strategies\[0\]\(s\)\.value: 1e999 is too large for a number/],
     ['x'.repeat(501), /strategies\[0\]\(s\)\.value: a value formula has at most 500 characters/],
   ])('%s', (value, reason) => {
     expect(refused(value)).toMatch(reason);
