@@ -16,7 +16,7 @@ const Record = loadProto(new URL('../../proto/log/decision_log.proto', import.me
 
 describe('ProtoWriter: what protobufjs reads back', () => {
   test('fields past 15 (two-byte tags), strings of 128+ bytes and multi-byte text, nested messages', () => {
-    const w = new ProtoWriter(new Uint8Array(4096));
+    const w = new ProtoWriter(Buffer.alloc(4096));
     const traceId = 'é'.repeat(100); // 200 bytes: a length that needs two varint bytes, so the text is moved right
     w.uint(1, 1_764_650_000_123); // above 2^32
     w.string(3, traceId);

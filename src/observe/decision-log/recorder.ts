@@ -49,8 +49,8 @@ function recordBound(context: BidContext, decision: Decision, raw: RawBytes | nu
 }
 
 export class DecisionLogRecorder {
-  private readonly free: Uint8Array[] = [];
-  private block: Uint8Array | null;
+  private readonly free: Buffer[] = [];
+  private block: Buffer | null;
   private writer: ProtoWriter;
   private readonly slots: Record<RecordResult, number>;
   /** Per book: its strategy ids' UTF-8, so a record copies bytes instead of encoding strings. */
@@ -66,7 +66,7 @@ export class DecisionLogRecorder {
     private readonly thread: number,
     private readonly counter: HotCounter<'result'>,
   ) {
-    for (let i = 0; i < config.blocks; i++) this.free.push(new Uint8Array(config.blockBytes));
+    for (let i = 0; i < config.blocks; i++) this.free.push(Buffer.alloc(config.blockBytes));
     this.block = this.free.pop()!;
     this.writer = new ProtoWriter(this.block);
     this.slots = {
