@@ -471,6 +471,7 @@ export class StrategyBook {
         pcvr: 0,
       });
     }
+    if (decisions.length > this.maxStrategiesPerReply) this.cap(decisions, mask);
     return outcome(null, decisions, []);
   }
 

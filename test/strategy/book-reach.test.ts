@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { chinaHourOfWeek, Verdict } from '../../src/strategy/book.js';
-import { bidStrategy, buildBook, onlyProblem, screenAndDecide, type ModelScores, type ViewSpec } from './support.js';
+import { bidStrategy, buildBook, makeView, md5Key, onlyProblem, screenAndDecide, type ModelScores, type ViewSpec } from './support.js';
 
 /**
  * Where, when and how many: the media a strategy bids on, its schedule (UTC+8), and the cap on strategies per
@@ -100,6 +100,14 @@ describe('maxStrategiesPerReply and priority', () => {
     expect(taken(four([0, 0, 0, 0], 1))).toEqual(['s1']);
     expect(taken(four([0, 0, 0, 0], 2))).toEqual(['s1', 's3']);
     expect(taken(four([0, 0, 0, 0], 3))).toEqual(['s0', 's1', 's3']);
+  });
+
+  test('the neutral fallback (no scores) keeps the cap too: by priority, then file order', () => {
+    const book = four([0, 5, 9, 0], 2);
+    const view = makeView(DEVICE);
+    const mask = new Uint8Array(book.bidStrategyCount);
+    book.screen(view, mask);
+    expect(book.neutral(view, mask, md5Key('d'), 0).strategies.map((s) => s.strategyId)).toEqual(['s1', 's2']);
   });
 
   test('a cap of 0 is refused', () => {
