@@ -40,7 +40,8 @@ interface MediaServer {
   /** Hot-reloads one part everywhere it is used; rejects with a precise message when the new part is refused. */
   reload(target: ReloadTarget): Promise<Record<string, unknown>>;
   /** Throws, with precise messages, unless a strategies reload would take this book (checked against the models' names). */
-  checkBook(book: unknown, source: string): void;
+  /** Throws why the engine would refuse the book; otherwise returns its warnings. */
+  checkBook(book: unknown, source: string): readonly string[];
   /** Decides a request in a media's protocol on a serving thread, and explains the decision. */
   explain(media: string, body: Uint8Array, contentType: string): Promise<Explanation>;
   /** Stops accepting, waits for in-flight requests; resolves with how many did not finish in time. */
@@ -133,7 +134,7 @@ async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> 
     },
     reload: (target) => reloadRuntime(runtime, config, target),
     checkBook(book, source) {
-      compileStrategyBook(book, source, runtime.profile, engine.parts.scorer.modelNames);
+      return compileStrategyBook(book, source, runtime.profile, engine.parts.scorer.modelNames).warnings;
     },
     explain: (media, body, contentType) => explainRequest(runtime, media, body, contentType),
     async stop() {
@@ -190,7 +191,7 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
       return threads.reload(target, { store, models });
     },
     checkBook(book, source) {
-      compileStrategyBook(book, source, profile, readManifest(config.scoring.manifest, profile).modelNames);
+      return compileStrategyBook(book, source, profile, readManifest(config.scoring.manifest, profile).modelNames).warnings;
     },
     explain: (media, body, contentType) => threads.explain(media, body, contentType),
     stop: () => threads.stop(),

@@ -44,6 +44,8 @@ const bookEventSchema = z.strictObject({
   result: z.enum(['applied', 'refused', 'rolled_back']),
   /** Why the engine would not serve it (refused only). */
   errors: z.array(z.string()).optional(),
+  /** What the engine serves but is probably a slip (StrategyBook.warnings), when there was any. */
+  warnings: z.array(z.string()).optional(),
 });
 export type BookEvent = z.infer<typeof bookEventSchema>;
 
@@ -131,10 +133,11 @@ export class BookHistory {
   }
 
   /** Stores the version unless it is stored already, then appends the event. */
-  record(id: string, text: string, event: Signature & { result: BookEvent['result']; errors?: string[] }): BookEvent {
+  record(id: string, text: string, event: Signature & { result: BookEvent['result']; errors?: string[]; warnings?: readonly string[] }): BookEvent {
     if (this.text(id) === null) writeAtomically(join(this.dir, `${id}.json`), text);
     const entry: BookEvent = { id, author: event.author, time: new Date().toISOString(), message: event.message, result: event.result };
     if (event.errors) entry.errors = event.errors;
+    if (event.warnings && event.warnings.length > 0) entry.warnings = [...event.warnings];
     appendFileSync(join(this.dir, HISTORY_FILE), `${JSON.stringify(entry)}\n`);
     this.events.push(entry);
     return entry;
@@ -230,8 +233,11 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /** What putting a book in service needs from the running engine. */
 export interface BookServing {
-  /** Throws, with precise messages, when the engine would refuse the book (compiled against the models' names). */
-  check(book: unknown, source: string): void;
+  /**
+   * Throws, with precise messages, when the engine would refuse the book (compiled against the models' names);
+   * otherwise returns its warnings.
+   */
+  check(book: unknown, source: string): readonly string[];
   /** Reloads the strategies file on every serving thread; rejects when one refuses it. */
   reload(): Promise<Record<string, unknown>>;
 }
@@ -317,8 +323,9 @@ export class BookVersions {
     return this.exclusive(async () => {
       const id = bookVersion(book);
       const stored = text ?? this.history.text(id) ?? `${JSON.stringify(book, null, 2)}\n`;
+      let warnings: readonly string[];
       try {
-        this.serving.check(book, 'book');
+        warnings = this.serving.check(book, 'book');
       } catch (err) {
         throw this.refused(id, stored, signature, err);
       }
@@ -332,8 +339,8 @@ export class BookVersions {
         writeAtomically(this.strategiesPath, previous);
         throw this.refused(id, stored, signature, err);
       }
-      this.history.record(id, stored, { ...signature, result });
-      return { ...summary, book: id, result };
+      this.history.record(id, stored, { ...signature, result, warnings });
+      return { ...summary, book: id, result, ...(warnings.length > 0 ? { warnings } : {}) };
     });
   }
 

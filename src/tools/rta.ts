@@ -245,12 +245,14 @@ interface Applied {
   book: string;
   result: 'applied' | 'rolled_back';
   bidding: string[];
+  warnings?: string[];
   millis: number;
 }
 
 function printApplied(applied: Applied): void {
   const what = applied.result === 'applied' ? 'applied' : 'rolled back to';
   console.log(`${what} ${applied.book} on every serving thread in ${applied.millis} ms; bidding: ${applied.bidding.join(', ')}`);
+  for (const warning of applied.warnings ?? []) console.log(`  warning: ${warning}`);
 }
 
 function printListing(listing: Listing): void {

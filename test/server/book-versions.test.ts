@@ -154,4 +154,21 @@ describe('strategy book versions', () => {
     expect((await adminJson('GET', '/books')).events[0]).toMatchObject({ id: bookVersion(edited), author: 'file', result: 'applied', live: true });
     expect(await servedVersions()).toEqual([bookVersion(edited), bookVersion(edited)]);
   });
+
+  test('a book served with warnings answers them and keeps them in its history event', async () => {
+    const flat = changed((book) => {
+      const bid = book.strategies.find((s: any) => s.id === 'acq_prime_new').bid;
+      bid.minCoefficient = bid.maxCoefficient = 1.5;
+    });
+    const warning = 'strategies[3](acq_prime_new).bid: minCoefficient = maxCoefficient = 1.5, so every device taken gets that coefficient';
+    expect(await adminJson('POST', '/books', { book: flat, author: 'ana', message: 'flat prime' })).toMatchObject({ book: bookVersion(flat), result: 'applied', warnings: [warning] });
+    expect((await adminJson('GET', `/books/${bookVersion(flat)}`)).events).toEqual([expect.objectContaining({ result: 'applied', warnings: [warning] })]);
+    expect(await adminJson('POST', '/books', { book: original, author: 'ana', message: 'back' })).not.toHaveProperty('warnings');
+
+    const file = join(dir, 'flat.json');
+    writeFileSync(file, JSON.stringify(flat));
+    const cli = ['book', 'apply', file, '--admin', engine.adminUrl, '--token', TOKEN, '--author', 'ben', '--message', 'flat again'];
+    const { stdout } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'dist/tools/rta.js'), ...cli]);
+    expect(stdout).toContain(`\n  warning: ${warning}\n`);
+  });
 });

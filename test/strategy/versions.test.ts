@@ -133,6 +133,7 @@ describe('applying, refusing and rolling back', () => {
       check(book) {
         const prime = (book as ReturnType<typeof demo>).strategies.find((s) => s.id === 'acq_prime_new');
         if (prime?.bid.exponent > 4) throw new Error(REFUSAL);
+        return [];
       },
       async reload() {
         if (refuseNextReload) throw new Error('serving thread exited during the strategies reload');
