@@ -1,7 +1,7 @@
 import type { DecisionFacts } from '../engine/engine.js';
 import { DEVICE_ID_KIND_NAMES, type BidContext, type Decision, type DeviceIdKind } from '../engine/types.js';
 import { readField, type ProfileSchema } from '../store/profile-schema.js';
-import { decidedVerdict, hasValue, VERDICT_NAMES, Verdict, type StrategyBook } from '../strategy/book.js';
+import { decidedVerdict, hasCoefficient, hasValue, VERDICT_NAMES, Verdict, type StrategyBook } from '../strategy/book.js';
 import type { BidParams, Condition } from '../strategy/schema.js';
 
 /**
@@ -35,6 +35,7 @@ export interface StrategyExplanation {
   bid: BidParams;
   arm: { experiment: string; arm: string; tag: number } | null;
   value: { fen: number; formula: string } | null;
+  /** `sent`: as sent, or for a capped or shadow strategy as it would have been. */
   coefficient: { raw: number; min: number; max: number; sent: number } | null;
   creative: { rule: number; id: number; when: Condition | null } | null;
 }
@@ -121,7 +122,6 @@ function explainStrategies(book: StrategyBook, facts: DecisionFacts, decision: D
     const arm = decided ? scratch.arm[i] ?? null : null;
     const bid = decided ? scratch.bid[i]! : strategy.bid;
     const valued = decided && hasValue(verdict);
-    const sent = decision.strategies.find((s) => s.strategyId === strategy.id);
     let value: StrategyExplanation['value'] = null;
     if (valued && strategy.value !== null) {
       value = { fen: scratch.valueFen[i]!, formula: `${strategy.value.source} with ${strategy.value.inputs(facts.scores, facts.scoresOffset, facts.records, facts.recordOffset, bid)}` };
@@ -144,8 +144,8 @@ function explainStrategies(book: StrategyBook, facts: DecisionFacts, decision: D
       bid,
       arm: arm ? { experiment: arm.experiment, arm: arm.name, tag: arm.tag } : null,
       value,
-      coefficient: verdict === Verdict.TAKEN && sent ? { raw: scratch.rawCoefficient[i]!, min: bid.minCoefficient, max: bid.maxCoefficient, sent: sent.coefficient } : null,
-      creative: verdict === Verdict.TAKEN ? { rule: scratch.creativeRule[i]!, id: strategy.creatives[scratch.creativeRule[i]!]!.id, when: strategy.creatives[scratch.creativeRule[i]!]!.when } : null,
+      coefficient: decided && hasCoefficient(verdict) ? { raw: scratch.rawCoefficient[i]!, min: bid.minCoefficient, max: bid.maxCoefficient, sent: scratch.coefficient[i]! } : null,
+      creative: decided && hasCoefficient(verdict) ? { rule: scratch.creativeRule[i]!, id: strategy.creatives[scratch.creativeRule[i]!]!.id, when: strategy.creatives[scratch.creativeRule[i]!]!.when } : null,
     };
   });
 }
@@ -181,7 +181,7 @@ export function explanationText(e: Explanation): string {
     if (s.verdict === 'capped') lines.push(`    priority ${s.priority}: the reply was full with higher ones`);
     if (s.value) lines.push(`    value = ${s.value.formula} = ${fmt(s.value.fen)} fen (floor ${s.bid.minValueFen}, target ${s.bid.targetValueFen})`);
     if (s.coefficient)
-      lines.push(`    coefficient = (${fmt(s.value!.fen)} / ${s.bid.targetValueFen}) ^ ${s.bid.exponent} = ${fmt(s.coefficient.raw)} -> clamp ${s.coefficient.min}..${s.coefficient.max}, round -> ${s.coefficient.sent}`);
+      lines.push(`    coefficient = (${fmt(s.value!.fen)} / ${s.bid.targetValueFen}) ^ ${s.bid.exponent} = ${fmt(s.coefficient.raw)} -> clamp ${s.coefficient.min}..${s.coefficient.max}, round -> ${s.coefficient.sent}${s.verdict === 'taken' ? '' : ' (not sent)'}`);
     if (s.creative) lines.push(`    creative ${s.creative.id} (rule ${s.creative.rule}${s.creative.when ? ` when ${JSON.stringify(s.creative.when)}` : ', the default'})`);
   }
   if (e.arms.length > 0) lines.push(`arms: ${e.arms.map((a) => `${a.experiment}=${a.arm} (${a.tag})`).join(', ')}`);

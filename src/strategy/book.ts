@@ -38,6 +38,7 @@ interface CompiledBidStrategy {
   /** Per hour of the week (ISO weekday - 1) x 24 + hour, in UTC+8: 1 where it bids; null for always. */
   schedule: Uint8Array | null;
   priority: number;
+  shadow: boolean;
   /** Its own expected-value formula; null for the book's (expected profit from the valueModels). */
   value: ValueFormula | null;
   /** The book's layers this strategy has an experiment in, in file order; the first one's arm is its tag. */
@@ -113,18 +114,25 @@ export const Verdict = {
   OTHER_MEDIA: 7,
   /** Wanted the device, but the reply was full (maxStrategiesPerReply) with strategies of higher priority. */
   CAPPED: 8,
+  /** Would have taken the device; a shadow strategy is never sent. */
+  SHADOW: 9,
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken', 'off_schedule', 'other_media', 'capped'] as const;
+export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken', 'off_schedule', 'other_media', 'capped', 'shadow'] as const;
 
 /** Verdicts `decide` gave: the scratch's arm and bid for the strategy are this request's. */
 export function decidedVerdict(verdict: number): boolean {
-  return (verdict >= Verdict.SCORES_FAILED && verdict <= Verdict.TAKEN) || verdict === Verdict.CAPPED;
+  return (verdict >= Verdict.SCORES_FAILED && verdict <= Verdict.TAKEN) || verdict === Verdict.CAPPED || verdict === Verdict.SHADOW;
 }
 
 /** Verdicts with an expected value computed (the scratch's valueFen is this request's). */
 export function hasValue(verdict: number): boolean {
-  return (verdict >= Verdict.NO_VALUE && verdict <= Verdict.TAKEN) || verdict === Verdict.CAPPED;
+  return (verdict >= Verdict.NO_VALUE && verdict <= Verdict.TAKEN) || verdict === Verdict.CAPPED || verdict === Verdict.SHADOW;
+}
+
+/** Verdicts with a coefficient and a creative chosen (the scratch's coefficient and creativeRule are this request's). */
+export function hasCoefficient(verdict: number): boolean {
+  return verdict === Verdict.TAKEN || verdict === Verdict.CAPPED || verdict === Verdict.SHADOW;
 }
 
 /**
@@ -136,8 +144,11 @@ export interface DecideScratch {
   valueFen: Float64Array;
   /** The coefficient before clamping and rounding. */
   rawCoefficient: Float64Array;
-  /** Index into the strategy's creatives of the rule that fired. */
+  /** The coefficient after clamping and rounding: sent, or what a capped or shadow strategy would have sent. */
+  coefficient: Float64Array;
+  /** Index into the strategy's creatives of the rule that fired, and that creative's id. */
   creativeRule: Int16Array;
+  creativeId: Float64Array;
   /** The arm the device fell in for the strategy (its first layer's), or null outside any experiment. */
   arm: (CompiledArm | null)[];
   /** The bid parameters in force: the strategy's, with its arms' overrides. */
@@ -260,6 +271,7 @@ export class StrategyBook {
         media: s.media ? new Set(s.media) : null,
         schedule: s.schedule ? weekHours(s.schedule) : null,
         priority: s.priority,
+        shadow: s.shadow,
         bid: s.bid,
         value: strategyValue(s, scope, where, problems),
         layers: experiments.layersOf.get(s.id) ?? [],
@@ -279,7 +291,7 @@ export class StrategyBook {
     this.bidStrategyIds = this.bidStrategies.map((s) => s.id);
     this.candidateIndex = indexCandidates(bidSources.map(({ s }) => deviceRequirements(splitByStage(s.when).beforeScoring, scope)));
     const count = this.bidStrategies.length;
-    this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), creativeRule: new Int16Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
+    this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), coefficient: new Float64Array(count), creativeRule: new Int16Array(count), creativeId: new Float64Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
     this.byId = new Map(this.bidStrategies.map((s) => [s.id, s]));
     this.indexOf = new Map(this.bidStrategies.map((s, i) => [s.id, i]));
     this.layers = experiments.layers;
@@ -420,12 +432,15 @@ export class StrategyBook {
         mask[i] = Verdict.BELOW_FLOOR;
         continue;
       }
-      mask[i] = Verdict.TAKEN;
+      mask[i] = strategy.shadow ? Verdict.SHADOW : Verdict.TAKEN;
       const rawCoefficient = Math.pow(valueFen / bid.targetValueFen, bid.exponent);
       scratch.rawCoefficient[i] = rawCoefficient;
       const coefficient = roundCoefficient(clamp(rawCoefficient, bid.minCoefficient, bid.maxCoefficient));
+      scratch.coefficient[i] = coefficient;
       const rule = imposedCreative !== 0 ? strategy.creatives.findIndex((c) => c.id === imposedCreative) : chooseCreative(strategy, view);
       scratch.creativeRule[i] = rule;
+      scratch.creativeId[i] = strategy.creatives[rule]!.id;
+      if (strategy.shadow) continue;
       decisions.push({
         strategyId: strategy.id,
         coefficient,
@@ -452,6 +467,7 @@ export class StrategyBook {
     for (let i = 0; i < this.bidStrategies.length; i++) {
       if (mask[i] !== Verdict.CANDIDATE) continue;
       const strategy = this.bidStrategies[i]!;
+      if (strategy.shadow) continue;
       let arm: CompiledArm | null = null;
       for (const layer of strategy.layers) {
         const inLayer = this.armIn(layer, view, key, keyOffset);

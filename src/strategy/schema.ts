@@ -139,6 +139,12 @@ const bidStrategySchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Decided, logged and explained like any other strategy, but never sent: where it would have taken the device
+     * its verdict reads `shadow`, with the coefficient and creative it would have sent. For trying a strategy on
+     * live traffic before it bids.
+     */
+    shadow: z.boolean().default(false),
     /** Who stays in a reply capped by maxStrategiesPerReply: higher priority first, then higher coefficient, then file order. */
     priority: z.number().int().min(-1000).max(1000).default(0),
     bid: bidSchema,

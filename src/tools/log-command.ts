@@ -75,7 +75,13 @@ function line(e: DecisionEntry): string {
   const device = e.deviceKey ? `${DEVICE_ID_KIND_NAMES[e.deviceIdKind as DeviceIdKind] ?? 'id'}=${e.deviceKey}${e.known ? '' : ' (unknown)'}` : 'no usable id';
   const strategies = e.excludedBy
     ? [`excluded by ${e.excludedBy}`]
-    : e.strategies.map((s) => (s.verdict === 'taken' ? `${s.strategyId} ${s.coefficient} creative ${s.creativeId}${s.armName ? ` [${s.armName}]` : ''}` : `${s.strategyId} ${s.verdict}`));
+    : e.strategies.map((s) => {
+        const arm = s.armName ? ` [${s.armName}]` : '';
+        if (s.verdict === 'taken') return `${s.strategyId} ${s.coefficient} creative ${s.creativeId}${arm}`;
+        // What a capped or shadow strategy would have sent.
+        if (s.coefficient !== null) return `${s.strategyId} ${s.verdict} ${s.coefficient} creative ${s.creativeId}${arm}`;
+        return `${s.strategyId} ${s.verdict}`;
+      });
   return [
     e.time,
     e.media,

@@ -3,10 +3,11 @@ import { chinaHourOfWeek, Verdict } from '../../src/strategy/book.js';
 import { bidStrategy, buildBook, makeView, md5Key, onlyProblem, screenAndDecide, type ModelScores, type ViewSpec } from './support.js';
 
 /**
- * Where, when and how many: the media a strategy bids on, its schedule (UTC+8), and the cap on strategies per
- * reply with priorities.
+ * Where, when and how many: the media a strategy bids on, its schedule (UTC+8), the cap on strategies per reply
+ * with priorities, and shadow strategies, decided but never sent.
  */
-const SCORES: ModelScores = { apply: 0.5, approve: 0.5, risk: 0.125, ltv: 400 };
+/** Value = 0.5 x 0.5 x 400 yuan x 100 = 10,000 fen (no risk). */
+const SCORES: ModelScores = { apply: 0.5, approve: 0.5, risk: 0, ltv: 400 };
 const DEVICE: ViewSpec = { scores: SCORES, record: {} };
 
 /** Milliseconds since the epoch at this wall-clock time in China (UTC+8). */
@@ -79,11 +80,11 @@ describe('schedule', () => {
 });
 
 describe('maxStrategiesPerReply and priority', () => {
-  /** Four strategies that all take DEVICE, coefficients 1, 2, 0.5, 2 (targets are 8250 fen x 1, /2, x2, /2). */
+  /** Four strategies that all take DEVICE, coefficients 1, 2, 0.5, 2. */
   const four = (priorities: number[], max?: number) =>
     buildBook({
       ...(max !== undefined ? { maxStrategiesPerReply: max } : {}),
-      strategies: [8250, 4125, 16500, 4125].map((target, i) => bidStrategy(`s${i}`, { targetValueFen: target }, { priority: priorities[i] })),
+      strategies: [10_000, 5000, 20_000, 5000].map((target, i) => bidStrategy(`s${i}`, { targetValueFen: target }, { priority: priorities[i] })),
     });
 
   test('without a cap every strategy that wants the device is in the reply', () => {
@@ -112,5 +113,27 @@ describe('maxStrategiesPerReply and priority', () => {
 
   test('a cap of 0 is refused', () => {
     expect(onlyProblem({ maxStrategiesPerReply: 0, strategies: [bidStrategy('s', { targetValueFen: 1 })] })).toMatch(/^maxStrategiesPerReply: /);
+  });
+});
+
+describe('shadow', () => {
+  const book = buildBook({
+    maxStrategiesPerReply: 1,
+    strategies: [bidStrategy('trial', { targetValueFen: 5000 }, { shadow: true, priority: 9 }), bidStrategy('live', { targetValueFen: 8250 })],
+  });
+
+  test('a shadow strategy is decided like any other but never sent, and takes no place under the cap', () => {
+    const { outcome, mask } = screenAndDecide(book, DEVICE);
+    expect(outcome?.strategies.map((s) => s.strategyId)).toEqual(['live']);
+    expect([...mask]).toEqual([Verdict.SHADOW, Verdict.TAKEN]);
+    // What it would have sent: value 10,000 fen against its target 5000.
+    expect([book.scratch.coefficient[0], book.scratch.creativeId[0]]).toEqual([2, 100]);
+  });
+
+  test('nor in the neutral fallback', () => {
+    const view = makeView(DEVICE);
+    const mask = new Uint8Array(book.bidStrategyCount);
+    book.screen(view, mask);
+    expect(book.neutral(view, mask, md5Key('d'), 0).strategies.map((s) => s.strategyId)).toEqual(['live']);
   });
 });

@@ -188,12 +188,12 @@ function toEntry(m: RecordMessage): DecisionEntry {
     excludedBy: m.excluded_by,
     strategies: m.strategies.map((s) => {
       const verdict = VERDICT_NAMES[s.verdict] ?? 'not_candidate';
-      const valued = verdict === 'no_value' || verdict === 'below_floor' || verdict === 'taken' || verdict === 'capped';
+      const valued = verdict === 'no_value' || verdict === 'below_floor' || verdict === 'taken' || verdict === 'capped' || verdict === 'shadow';
       return {
         strategyId: s.strategy_id,
         verdict,
         valueFen: orNull(float32(s.value_fen), valued),
-        rawCoefficient: orNull(float32(s.raw_coefficient), verdict === 'taken'),
+        rawCoefficient: orNull(float32(s.raw_coefficient), verdict === 'taken' || verdict === 'capped' || verdict === 'shadow'),
         // Sent with three decimals (book.ts roundCoefficient); the float32 on disk is only near it.
         coefficient: orNull(Math.round(s.coefficient * 1000) / 1000, s.coefficient !== 0),
         creativeId: num(s.creative_id),

@@ -1,6 +1,6 @@
 import type { Config } from '../../config.js';
 import type { BidContext, Decision } from '../../engine/types.js';
-import { decidedVerdict, hasValue, Verdict, type StrategyBook } from '../../strategy/book.js';
+import { decidedVerdict, hasCoefficient, hasValue, Verdict, type StrategyBook } from '../../strategy/book.js';
 import type { HotCounter } from '../hot-metrics.js';
 import { DecisionLogFiles } from './files.js';
 import { ProtoWriter } from './proto-writer.js';
@@ -232,6 +232,12 @@ export class DecisionLogRecorder {
         }
         w.uint(10, strategy.cpaPriceFen);
         w.uint(11, strategy.cpcPriceFen);
+      } else if (hasCoefficient(verdict)) {
+        // Capped or shadow: what it would have sent.
+        w.float32(4, scratch.rawCoefficient[i]!);
+        w.uint(7, scratch.creativeRule[i]!);
+        w.float32(5, scratch.coefficient[i]!);
+        w.uint(6, scratch.creativeId[i]!);
       }
       w.end(message);
     }
