@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { Os, type BidContext, type Decision } from '../../src/engine/types.js';
+import type { BidContext, Decision } from '../../src/engine/types.js';
 import { explainDecision, explanationText } from '../../src/observe/explain.js';
 import { loadProfileSchema } from '../../src/store/profile-schema.js';
 import { offlineEngine } from '../../src/tools/dry-run.js';
 import { REPO_ROOT } from '../support/engine-process.js';
-import { loadPersonas } from '../support/rta-client.js';
+import { primeProspectContext } from '../support/offline.js';
 
 test('explain shows a strategy formula with the value of every input it read, through the serving engine', () => {
   const book = JSON.parse(readFileSync(join(REPO_ROOT, 'data/strategies.json'), 'utf8'));
@@ -18,21 +18,7 @@ test('explain shows a strategy formula with the value of every input it read, th
   writeFileSync(file, JSON.stringify(book));
   const config = loadConfig({ env: {} });
   const { engine } = offlineEngine(config, file);
-  const device = loadPersonas().prime_prospect.find((d) => d.os === 'android')!;
-  const context: BidContext = {
-    media: 'tencent',
-    requestId: 'formula-1',
-    requestIdBytes: null,
-    isPing: false,
-    isTest: true,
-    os: Os.ANDROID,
-    deviceIds: device.ids.map((id) => ({ kind: id.kind, key: Buffer.from(id.md5, 'hex') })),
-    refusedDeviceIds: 0,
-    platformExperimentIds: [],
-    secondRequest: false,
-    candidateAds: [],
-    wantsJson: false,
-  };
+  const context = primeProspectContext('formula-1', true);
   let text = '';
   let valueFen = NaN;
   const profile = loadProfileSchema(config.store.profileSchema);

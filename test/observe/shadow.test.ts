@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { Os, type BidContext, type Decision } from '../../src/engine/types.js';
+import type { BidContext, Decision } from '../../src/engine/types.js';
 import { DecisionLogRecorder } from '../../src/observe/decision-log/recorder.js';
 import { readDecisionLog } from '../../src/observe/decision-log/reader.js';
 import { explainDecision, explanationText } from '../../src/observe/explain.js';
@@ -12,7 +12,7 @@ import { HotCounter } from '../../src/observe/hot-metrics.js';
 import { loadProfileSchema } from '../../src/store/profile-schema.js';
 import { offlineEngine } from '../../src/tools/dry-run.js';
 import { REPO_ROOT } from '../support/engine-process.js';
-import { loadPersonas } from '../support/rta-client.js';
+import { primeProspectContext } from '../support/offline.js';
 
 test('a shadow strategy: not in the reply; in the decision log and explain with what it would have sent', async () => {
   const book = JSON.parse(readFileSync(join(REPO_ROOT, 'data/strategies.json'), 'utf8'));
@@ -25,21 +25,7 @@ test('a shadow strategy: not in the reply; in the decision log and explain with 
   const recorder = await DecisionLogRecorder.open({ ...config.decisionLog, dir: join(dir, 'log') }, 0, new HotCounter('t_records_total', 'test', ['result'] as const, new Registry()), (error) => {
     throw error;
   });
-  const device = loadPersonas().prime_prospect.find((d) => d.os === 'android')!;
-  const context: BidContext = {
-    media: 'tencent',
-    requestId: 'shadow-1',
-    requestIdBytes: null,
-    isPing: false,
-    isTest: false,
-    os: Os.ANDROID,
-    deviceIds: device.ids.map((id) => ({ kind: id.kind, key: Buffer.from(id.md5, 'hex') })),
-    refusedDeviceIds: 0,
-    platformExperimentIds: [],
-    secondRequest: false,
-    candidateAds: [],
-    wantsJson: false,
-  };
+  const context = primeProspectContext('shadow-1', false);
   const profile = loadProfileSchema(config.store.profileSchema);
   let sent: string[] = [];
   let text = '';
