@@ -216,8 +216,10 @@ export class StrategyBook {
   /** Whether any strategy has a schedule: only then does screen read the clock. */
   private readonly scheduled: boolean;
 
-  /** `version`: the book's version id, the content hash of its JSON (see versions.ts). */
-  /** `clock`: milliseconds since the epoch, for schedules (tests set the hour). */
+  /**
+   * `version`: the book's version id, the content hash of its JSON (see versions.ts). `clock`: milliseconds since
+   * the epoch, for schedules (tests set the hour).
+   */
   constructor(
     file: ParsedStrategyFile,
     profile: ProfileSchema,
