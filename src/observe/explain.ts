@@ -1,7 +1,7 @@
 import type { DecisionFacts } from '../engine/engine.js';
 import { DEVICE_ID_KIND_NAMES, type BidContext, type Decision, type DeviceIdKind } from '../engine/types.js';
 import { readField, type ProfileSchema } from '../store/profile-schema.js';
-import { decidedVerdict, hasCoefficient, hasValue, VERDICT_NAMES, Verdict, type StrategyBook } from '../strategy/book.js';
+import { decidedVerdict, hasCoefficient, hasValue, VERDICT_NAMES, Verdict, type StrategyBook, type StrategyOutline } from '../strategy/book.js';
 import type { BidParams, Condition } from '../strategy/schema.js';
 
 /**
@@ -29,7 +29,7 @@ export interface StrategyExplanation {
   when: Condition;
   /** Where and when it bids, and its rank in a capped reply, as written. */
   media: string[] | null;
-  schedule: { hours?: number[] | undefined; weekdays?: number[] | undefined } | null;
+  schedule: StrategyOutline['schedule'];
   priority: number;
   /** The bid parameters in force for this device (the arm's overrides applied). */
   bid: BidParams;

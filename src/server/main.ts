@@ -39,8 +39,7 @@ interface MediaServer {
   refreshGauges(): void;
   /** Hot-reloads one part everywhere it is used; rejects with a precise message when the new part is refused. */
   reload(target: ReloadTarget): Promise<Record<string, unknown>>;
-  /** Throws, with precise messages, unless a strategies reload would take this book (checked against the models' names). */
-  /** Throws why the engine would refuse the book; otherwise returns its warnings. */
+  /** Throws, with precise messages, unless a strategies reload would take this book (checked against the models' names); otherwise returns its warnings. */
   checkBook(book: unknown, source: string): readonly string[];
   /** Decides a request in a media's protocol on a serving thread, and explains the decision. */
   explain(media: string, body: Uint8Array, contentType: string): Promise<Explanation>;

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import protobuf from 'protobufjs';
 import { loadProto } from '../../media/protobuf.js';
-import { VERDICT_NAMES } from '../../strategy/book.js';
+import { hasCoefficient, hasValue, VERDICT_NAMES } from '../../strategy/book.js';
 import { DECISION_LOG_FILE, DECISION_LOG_MAGIC } from './files.js';
 
 /**
@@ -188,12 +188,11 @@ function toEntry(m: RecordMessage): DecisionEntry {
     excludedBy: m.excluded_by,
     strategies: m.strategies.map((s) => {
       const verdict = VERDICT_NAMES[s.verdict] ?? 'not_candidate';
-      const valued = verdict === 'no_value' || verdict === 'below_floor' || verdict === 'taken' || verdict === 'capped' || verdict === 'shadow';
       return {
         strategyId: s.strategy_id,
         verdict,
-        valueFen: orNull(float32(s.value_fen), valued),
-        rawCoefficient: orNull(float32(s.raw_coefficient), verdict === 'taken' || verdict === 'capped' || verdict === 'shadow'),
+        valueFen: orNull(float32(s.value_fen), hasValue(s.verdict)),
+        rawCoefficient: orNull(float32(s.raw_coefficient), hasCoefficient(s.verdict)),
         // Sent with three decimals (book.ts roundCoefficient); the float32 on disk is only near it.
         coefficient: orNull(Math.round(s.coefficient * 1000) / 1000, s.coefficient !== 0),
         creativeId: num(s.creative_id),

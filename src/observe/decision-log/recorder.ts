@@ -219,25 +219,24 @@ export class DecisionLogRecorder {
         w.uint(8, arm.tag);
         w.bytesField(9, this.bytesOf(arm.name));
       }
-      if (strategy !== null) {
-        if (verdict === Verdict.TAKEN) {
-          w.float32(4, scratch.rawCoefficient[i]!);
-          w.uint(7, scratch.creativeRule[i]!);
-        }
+      if (hasCoefficient(verdict)) {
+        // Taken, or what a capped or shadow strategy would have sent.
+        w.float32(4, scratch.rawCoefficient[i]!);
+        w.uint(7, scratch.creativeRule[i]!);
+        w.float32(5, scratch.coefficient[i]!);
+        w.uint(6, scratch.creativeId[i]!);
+      } else if (strategy !== null) {
+        // The neutral fallback: coefficient 1 and the default creative, no verdict of decide's.
         w.float32(5, strategy.coefficient);
         w.uint(6, strategy.creativeId);
+      }
+      if (strategy !== null) {
         if (arm === null) {
           w.uint(8, strategy.experimentTag);
           w.bytesField(9, this.bytesOf(strategy.experimentTagName));
         }
         w.uint(10, strategy.cpaPriceFen);
         w.uint(11, strategy.cpcPriceFen);
-      } else if (hasCoefficient(verdict)) {
-        // Capped or shadow: what it would have sent.
-        w.float32(4, scratch.rawCoefficient[i]!);
-        w.uint(7, scratch.creativeRule[i]!);
-        w.float32(5, scratch.coefficient[i]!);
-        w.uint(6, scratch.creativeId[i]!);
       }
       w.end(message);
     }
