@@ -146,8 +146,39 @@ const configSchema = z
       .strict()
       .prefault({})
       .refine((log) => log.maxFileBytes <= log.maxTotalBytes, { message: 'maxFileBytes must not exceed maxTotalBytes', path: ['maxFileBytes'] }),
+    /**
+     * Outcome events (POST /events) joined to the decisions that led to them, through the decision log (attribution/).
+     * Needs decisionLog.enabled.
+     */
+    attribution: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Joined events are kept here (JSON Lines, one file per day), so a restart rebuilds the results. */
+        dir: z.string().default('data/attribution'),
+        /** Events this long after their decision are dropped, counted (late). */
+        windowDays: z.number().min(1 / 24).max(90).default(7),
+        /**
+         * Taken decisions remembered in this process (about 150 bytes each, README "Attribution"); past it the
+         * oldest are forgotten, counted, and their events come back unmatched.
+         */
+        maxDecisions: z.number().int().min(1000).max(50_000_000).default(1_000_000),
+        /** How often the decision log is read for new decisions (a POST /events also reads it first). */
+        followMillis: z.number().int().min(10).max(60_000).default(1_000),
+        /** The model whose score at decision time says how risky an approved customer looked. */
+        riskModel: z.string().min(1).default('risk'),
+        /** An approved customer whose risk score was below this counts as approved with low predicted risk. */
+        lowRiskBelow: z.number().min(0).max(1).default(0.05),
+        /** Rows of results (strategy x arm x creative x book version) kept; further ones are summed into one overflow row. */
+        maxResultRows: z.number().int().min(100).max(10_000_000).default(100_000),
+      })
+      .strict()
+      .prefault({}),
   })
-  .strict();
+  .strict()
+  .refine((config) => !config.attribution.enabled || config.decisionLog.enabled, {
+    message: 'attribution reads the decision log: set attribution.enabled false, or decisionLog.enabled true',
+    path: ['attribution', 'enabled'],
+  });
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -184,6 +215,9 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   RTA_DECISION_LOG_DIR: { path: ['decisionLog', 'dir'], kind: 'string' },
   RTA_DECISION_LOG_RAW_SAMPLE: { path: ['decisionLog', 'rawSampleRate'], kind: 'number' },
   RTA_DECISION_LOG_FLUSH_MS: { path: ['decisionLog', 'flushMillis'], kind: 'number' },
+  RTA_ATTRIBUTION: { path: ['attribution', 'enabled'], kind: 'boolean' },
+  RTA_ATTRIBUTION_DIR: { path: ['attribution', 'dir'], kind: 'string' },
+  RTA_ATTRIBUTION_MAX_DECISIONS: { path: ['attribution', 'maxDecisions'], kind: 'int' },
 };
 
 /** Sets raw[a][b]...= value, creating missing sections; a section of the wrong type is left for the schema to refuse. */

@@ -67,14 +67,25 @@ export async function startServer(kind: ServerKind, options: ServerOptions): Pro
   let argv = command(kind, options);
   if (options.wrap) argv = options.wrap(argv);
   if (options.cpus !== null) argv.unshift('taskset', '-c', options.cpus);
-  // The decision log stays on, as in production, but writes to a folder of the run's own, never the checkout's data/.
+  // The decision log and attribution stay on, as in production, but write to folders of the run's own, never the
+  // checkout's data/.
   const decisionLogDir = mkdtempSync(join(tmpdir(), 'rta-bench-decisions-'));
-  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', ADMIN_PORT: '0', RTA_DECISION_LOG_DIR: decisionLogDir, ...(kind === 'bare' ? {} : options.engineEnv) };
+  const attributionDir = mkdtempSync(join(tmpdir(), 'rta-bench-attribution-'));
+  const env = {
+    ...process.env,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    ADMIN_PORT: '0',
+    RTA_DECISION_LOG_DIR: decisionLogDir,
+    RTA_ATTRIBUTION_DIR: attributionDir,
+    ...(kind === 'bare' ? {} : options.engineEnv),
+  };
   const child = spawn(argv[0]!, argv.slice(1), { cwd: options.root ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => {
     live.delete(child);
     rmSync(decisionLogDir, { recursive: true, force: true });
+    rmSync(attributionDir, { recursive: true, force: true });
   });
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));

@@ -11,3 +11,9 @@ export class InputError extends Error {
     this.name = 'InputError';
   }
 }
+
+/** A schema's first complaint as one line: the field's path (or `root` for the whole value), then what is wrong. */
+export function issueText(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }, root = 'event'): string {
+  const issue = error.issues[0]!;
+  return `${issue.path.map(String).join('.') || root}: ${issue.message}`;
+}

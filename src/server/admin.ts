@@ -1,6 +1,8 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
-import { InputError } from '../engine/errors.js';
+import type { Attribution } from '../attribution/attribution.js';
+import { RESULT_DIMENSIONS, type ResultDimension } from '../attribution/results.js';
+import { InputError, issueText } from '../engine/errors.js';
 import { explanationText, type Explanation } from '../observe/explain.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BookRefused, UnknownVersion, type BookVersions } from '../strategy/versions.js';
@@ -29,6 +31,8 @@ export interface AdminHooks {
   books: BookVersions;
   /** Larger bodies are refused (413). */
   maxBodyBytes: number;
+  /** POST /events and GET /results; null when attribution is off. */
+  attribution: Attribution | null;
   /** POST /explain: a media request (`media` given) or the device form (null), decided and explained. */
   explain(media: string | null, body: Buffer, contentType: string): Promise<Explanation>;
 }
@@ -42,7 +46,7 @@ const proposalSchema = z.strictObject({ book: z.record(z.string(), z.unknown()),
 /** POST /books/:id/apply. */
 const applySchema = z.strictObject(signature);
 
-export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
+export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
   const authorized = bearerCheck(token);
   const guarded =
     (handler: (res: HttpResponse, req: HttpRequest) => void) =>
@@ -99,6 +103,14 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
       const id = req.getParameter(0);
       bookCall(res, metrics, maxBodyBytes, (body) => books.apply(id, parseBody(applySchema, body)));
     }))
+    .post('/events', guarded((res, req) => {
+      const contentType = req.getHeader('content-type');
+      attributionCall(res, metrics, attribution, maxBodyBytes, (body) => attribution!.takeEvents(body, contentType));
+    }))
+    .get('/results', guarded((res, req) => {
+      const by = req.getQuery('by') ?? 'strategy,arm';
+      attributionCall(res, metrics, attribution, null, () => attribution!.report(resultDimensions(by)));
+    }))
     .post('/explain', guarded((res, req) => {
       // The request object is only valid until this handler returns.
       const media = req.getQuery('media') ?? null;
@@ -121,10 +133,10 @@ function bearerCheck(token: string | null): (header: string) => boolean {
 }
 
 /**
- * One book call: the body collected (up to `bodyLimit`; none for a GET), `work` run on it, its result answered as
+ * One book (or attribution) call: the body collected (up to `bodyLimit`; none for a GET), `work` run on it, its result answered as
  * JSON or its error as the one-line refusal it stands for. Nothing is written once the client has gone.
  */
-function bookCall(res: HttpResponse, metrics: Metrics, bodyLimit: number | null, work: (body: Buffer) => unknown): void {
+function bookCall(res: HttpResponse, metrics: Metrics, bodyLimit: number | null, work: (body: Buffer) => unknown, failure = 'book_history_failed'): void {
   let aborted = false;
   res.onAborted(() => (aborted = true));
   const run = (body: Buffer) =>
@@ -132,7 +144,7 @@ function bookCall(res: HttpResponse, metrics: Metrics, bodyLimit: number | null,
       .then(work)
       .then(
         (result) => !aborted && reply(res, '200 OK', 'application/json', `${JSON.stringify(result)}\n`),
-        (err: Error) => !aborted && refuseBookCall(res, metrics, err),
+        (err: Error) => !aborted && refuseBookCall(res, metrics, err, failure),
       );
   if (bodyLimit === null) run(Buffer.alloc(0));
   else collectBody(res, metrics, bodyLimit, run);
@@ -155,6 +167,23 @@ function collectBody(res: HttpResponse, metrics: Metrics, bodyLimit: number, onB
   });
 }
 
+/** An attribution call, answered like a book call; 503 while attribution is off. */
+function attributionCall(res: HttpResponse, metrics: Metrics, attribution: Attribution | null, bodyLimit: number | null, work: (body: Buffer) => unknown): void {
+  if (attribution === null) {
+    refuse(res, metrics, '503 Service Unavailable', 'attribution_off', 'attribution is off in this engine (attribution.enabled)', false);
+    return;
+  }
+  bookCall(res, metrics, bodyLimit, work, 'attribution_failed');
+}
+
+/** `?by=strategy,arm`: the result dimensions to group by, in the order given. */
+function resultDimensions(text: string): ResultDimension[] {
+  const by = text.split(',').filter(Boolean);
+  const unknown = by.find((d) => !(RESULT_DIMENSIONS as readonly string[]).includes(d));
+  if (unknown !== undefined) throw new InputError('invalid_request', `by: "${unknown}" is not one of ${RESULT_DIMENSIONS.join(', ')}`);
+  return by as ResultDimension[];
+}
+
 function refuseExplain(res: HttpResponse, metrics: Metrics, err: Error): void {
   if (err instanceof ExplainError) refuse(res, metrics, err.status, err.reason, err.message, false);
   else reply(res, '500 Internal Server Error', 'text/plain', `explain_failed: ${err.message.replace(/\s+/g, ' ')}\n`);
@@ -168,19 +197,16 @@ function parseBody<T>(schema: z.ZodType<T>, body: Buffer): T {
     throw new InputError('invalid_json', `body is not JSON: ${(err as Error).message}`);
   }
   const parsed = schema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new InputError('invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`);
-  }
+  if (!parsed.success) throw new InputError('invalid_request', issueText(parsed.error, 'body'));
   return parsed.data;
 }
 
-function refuseBookCall(res: HttpResponse, metrics: Metrics, err: Error): void {
-  if (err instanceof InputError) refuse(res, metrics, '400 Bad Request', err.reason, err.message, false);
+function refuseBookCall(res: HttpResponse, metrics: Metrics, err: Error, failure: string): void {
+  if (err instanceof InputError) refuse(res, metrics, err.reason === 'unsupported_media_type' ? '415 Unsupported Media Type' : '400 Bad Request', err.reason, err.message, false);
   else if (err instanceof UnknownVersion) refuse(res, metrics, '404 Not Found', 'not_found', err.message, false);
   // Whole, unlike refuse's one short line: the growth team fixes every error of a refused book in one round.
   else if (err instanceof BookRefused) reply(res, '422 Unprocessable Entity', 'text/plain', `book_refused: ${err.message}\n`);
-  else reply(res, '500 Internal Server Error', 'text/plain', `book_history_failed: ${err.message.replace(/\s+/g, ' ')}\n`);
+  else reply(res, '500 Internal Server Error', 'text/plain', `${failure}: ${err.message.replace(/\s+/g, ' ')}\n`);
 }
 
 function reply(res: HttpResponse, status: string, contentType: string, body: string): void {

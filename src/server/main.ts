@@ -1,5 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { Registry } from 'prom-client';
+import { Attribution } from '../attribution/attribution.js';
 import { adminNeedsToken, ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
@@ -17,7 +19,7 @@ import { reloadRuntime, type ReloadTarget } from './reload.js';
 import type { Explanation } from '../observe/explain.js';
 import { createAdminApp } from './admin.js';
 import { deviceFormRequest, explainRequest } from './explain.js';
-import { boot, connectRedisStore, loadDeviceStore } from './boot.js';
+import { boot, connectRedisStore, loadDeviceStore, MEDIA_ROUTES } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
 import { ServingThreads } from './serving-threads.js';
@@ -56,6 +58,11 @@ async function main(): Promise<void> {
   const uws = loadNativeUws();
   // Opened first: a history that cannot be read or created stops the start before the long load.
   const history = BookHistory.open(config.strategyHistory);
+  // Before the serving threads start, so that it tells the log an earlier process wrote from the one they write.
+  const attributionMetrics = new Registry();
+  const attribution = config.attribution.enabled
+    ? new Attribution(config.attribution, config.decisionLog.dir, [...MEDIA_ROUTES.values()].map((a) => a.name), attributionMetrics)
+    : null;
   const server = config.server.mode === 'scoring-pool' ? await startScoringPool(uws, config) : await startAppPerThread(config);
   let ready = true;
   server.metrics.ready.set(1);
@@ -72,10 +79,11 @@ async function main(): Promise<void> {
   const admin = createAdminApp(uws, {
     metrics: server.metrics,
     token: adminNeedsToken(config.server) ? config.server.adminToken! : null,
-    exposition: () => server.exposition(),
+    exposition: async () => (await server.exposition()) + (await attributionMetrics.metrics()),
     isReady: () => ready,
     reload,
     books,
+    attribution,
     maxBodyBytes: config.server.adminMaxBodyBytes,
     async explain(media, body, contentType) {
       if (media !== null) return server.explain(media, body, contentType);
@@ -85,6 +93,7 @@ async function main(): Promise<void> {
   });
   if (config.scoring.watchManifest) watchManifest(config.scoring.manifest, () => reload('models'));
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
+  attribution?.start();
   setInterval(() => server.refreshGauges(), 1000).unref();
   log('info', 'listening', {
     media: `http://${config.server.host}:${server.port}`,
@@ -100,6 +109,7 @@ async function main(): Promise<void> {
     ready = false;
     server.metrics.ready.set(0);
     log('info', 'stopping', { signal });
+    attribution?.stop();
     const unfinished = await server.stop();
     uws.us_listen_socket_close(adminSocket);
     log(unfinished > 0 ? 'warn' : 'info', 'stopped', { unfinished });

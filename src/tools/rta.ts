@@ -5,7 +5,9 @@ import { DeviceIdKind } from '../engine/types.js';
 import { MEDIA_CLIENTS } from '../media/clients.js';
 import type { SimulatedAd, SimulatedRequest } from '../media/simulated-request.js';
 import { hashRawDeviceId } from '../store/device-key.js';
+import { ADMIN_OPTIONS, adminAuthorization, adminCall } from './admin-call.js';
 import { checkCommand, CHECK_USAGE } from './check-book.js';
+import { eventsCommand, reportCommand, REPORT_USAGE, ReportUsageError } from './report-command.js';
 import { dryRunCommand, DryRunUsageError, DRY_RUN_USAGE } from './dry-run.js';
 import { experimentsCommand, logCommand, LogUsageError, LOG_USAGE } from './log-command.js';
 import type { BookDiff, FieldChange, ItemChanges, Listing } from '../strategy/versions.js';
@@ -29,6 +31,7 @@ const USAGE = `usage:
 ${LOG_USAGE}
 ${DRY_RUN_USAGE}
 ${CHECK_USAGE}
+${REPORT_USAGE}
   rta personas [--file data/generated/personas.json]
   rta book list | show ID | diff ID OTHER          [--admin http://127.0.0.1:8081] [--token T (or RTA_ADMIN_TOKEN)]
   rta book apply FILE --author A --message M       a new book, checked and put in service on every serving thread
@@ -157,16 +160,6 @@ async function explain(args: string[]): Promise<void> {
   process.stdout.write(values.format === 'json' ? `${JSON.stringify(JSON.parse(text), null, 2)}\n` : text);
 }
 
-const ADMIN_OPTIONS = {
-  admin: { type: 'string', default: 'http://127.0.0.1:8081' },
-  token: { type: 'string' },
-} as const;
-
-function adminAuthorization(flag: string | undefined): Record<string, string> {
-  const token = flag ?? process.env.RTA_ADMIN_TOKEN;
-  return token ? { Authorization: `Bearer ${token}` } : {};
-}
-
 function personas(args: string[]): void {
   const { values } = parseArgs({ args, options: { file: { type: 'string', default: new URL('../../data/generated/personas.json', import.meta.url).pathname } } });
   let text: string;
@@ -189,13 +182,7 @@ async function book(args: string[]): Promise<void> {
       message: { type: 'string' },
     },
   });
-  const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> => {
-    const headers: Record<string, string> = { 'Content-Type': 'application/json', ...adminAuthorization(values.token) };
-    const response = await fetch(`${values.admin}${path}`, { method, headers, body: body === undefined ? null : JSON.stringify(body) });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.trim()}`);
-    return JSON.parse(text);
-  };
+  const call = (method: 'GET' | 'POST', path: string, body?: unknown) => adminCall(values, method, path, body);
   const signature = () => {
     if (!values.author || !values.message) throw new UsageError('say who and why: --author and --message are required');
     return { author: values.author, message: values.message };
@@ -307,9 +294,13 @@ const run =
                 ? dryRunCommand(rest)
                 : command === 'check'
                   ? Promise.resolve(checkCommand(rest))
-            : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
+                  : command === 'events'
+                    ? eventsCommand(rest)
+                    : command === 'report'
+                      ? reportCommand(rest)
+                      : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
 run.catch((err: Error) => {
-  if (err instanceof UsageError || err instanceof LogUsageError || err instanceof DryRunUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof LogUsageError || err instanceof DryRunUsageError || err instanceof ReportUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`rta: ${err.message}\n${USAGE}`);
     process.exit(2);
   }

@@ -26,6 +26,11 @@ function configError(options: Parameters<typeof loadConfig>[0]): string {
 }
 
 describe('loadConfig', () => {
+  test('attribution reads the decision log: switching the log off alone is refused, with both settings named', () => {
+    expect(configError({ env: { RTA_DECISION_LOG: 'off' } })).toContain('attribution.enabled: attribution reads the decision log: set attribution.enabled false, or decisionLog.enabled true');
+    expect(loadConfig({ env: { RTA_DECISION_LOG: 'off', RTA_ATTRIBUTION: 'off' } }).attribution.enabled).toBe(false);
+  });
+
   test('defaults, with paths resolved against the repo root', () => {
     const config = loadConfig({ env: {} });
     expect(config.server).toMatchObject({

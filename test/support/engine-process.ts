@@ -30,7 +30,7 @@ function spawnEngine(env: Record<string, string>): { child: ChildProcess; output
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does it first)`);
   const child = spawn(process.execPath, [MAIN], {
     cwd: REPO_ROOT,
-    // Each engine logs its decisions and keeps its book history in folders of its own: tests never write into the
+    // Each engine logs its decisions, keeps its book history and its joined events in folders of its own: tests never write into the
     // repository's data/.
     env: {
       ...process.env,
@@ -39,6 +39,7 @@ function spawnEngine(env: Record<string, string>): { child: ChildProcess; output
       ADMIN_PORT: '0',
       RTA_DECISION_LOG_DIR: mkdtempSync(join(tmpdir(), 'rta-decisions-')),
       RTA_STRATEGY_HISTORY: mkdtempSync(join(tmpdir(), 'rta-book-history-')),
+      RTA_ATTRIBUTION_DIR: mkdtempSync(join(tmpdir(), 'rta-attribution-')),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,7 +6,7 @@ import { hasCoefficient, hasValue, VERDICT_NAMES } from '../../strategy/book.js'
 import { DECISION_LOG_FILE, DECISION_LOG_MAGIC } from './files.js';
 
 /**
- * Reads decision log files back for people and tools (rta log, dry runs, attribution). Off the request path, so
+ * Reads decision log files back for people and tools (rta log, dry runs, experiment reports). Off the request path, so
  * protobufjs decodes them; a file's last record may be cut short while its thread is still writing it, or when a
  * process died mid-block: reading stops there and says so.
  */

@@ -1,0 +1,257 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import { log } from '../observe/log.js';
+import { Verdict } from '../strategy/book.js';
+import { parseEventBatch, type OutcomeEvent, type RefusedEvent } from './events.js';
+import { DecisionLogFollower } from './follower.js';
+import { DecisionMemory, type NewTake } from './memory.js';
+import { OutcomeLog } from './outcome-log.js';
+import { scanDecisionRecord, scannedRecord, scoreAt } from './record-scan.js';
+import { AttributionResults, type ResultDimension, type ResultRow } from './results.js';
+
+/**
+ * The join of outcome events to decisions (README "Attribution"). Decisions come from the decision log, which the
+ * serving threads already write; this runs on the main thread, so the request path pays nothing for it. Each
+ * taken decision is remembered for the window; each event is joined to the take it belongs to, once, and kept on
+ * disk so a restart rebuilds the same results.
+ */
+
+/** What POST /events answers: how each event of the batch was taken. */
+export interface EventsOutcome {
+  /** Joined to a take and counted. */
+  joined: number;
+  /** The same event (trace id, strategy, stage) joined before: ignored. */
+  duplicates: number;
+  /** Later than the attribution window after their decision (or older than the window, decision forgotten): dropped. */
+  late: number;
+  /** No remembered decision under that media and trace id. */
+  unmatched: number;
+  refused: number;
+  /** The first refusals, with their line and reason. */
+  refusals: RefusedEvent[];
+}
+
+export interface AttributionReport {
+  /** The oldest decision counted: the oldest the decision log held when the engine started, or later. */
+  since: string | null;
+  windowDays: number;
+  rememberedDecisions: number;
+  oldestDecision: string | null;
+  rows: ResultRow[];
+}
+
+type Refusal = { reason: string; message: string };
+type JoinResult = 'joined' | 'duplicate' | 'late' | 'unmatched' | Refusal;
+
+/** Shown per event refusal in an answer; the count covers the rest. */
+const MAX_REFUSALS_SHOWN = 100;
+/** How far before its decision an event may be stamped (the media's clock against ours). */
+const EARLY_EVENT_MS = 5 * 60_000;
+
+export class Attribution {
+  private readonly memory: DecisionMemory;
+  private readonly results: AttributionResults;
+  private readonly follower: DecisionLogFollower;
+  private readonly outcomeLog: OutcomeLog;
+  private readonly windowMs: number;
+  /** Model version -> the risk model's place among its scores. */
+  private readonly riskIndex = new Map<string, number>();
+  private readonly scanned = scannedRecord();
+  private readonly takes: NewTake[] = [];
+  private readonly outcomes: Counter<'result'>;
+  private readonly refusedEvents: Counter<'reason'>;
+  private recordsRead = 0;
+  private firstDecisionMs: number | null = null;
+  private ready: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly config: Config['attribution'],
+    logDir: string,
+    private readonly medias: readonly string[],
+    registry: Registry,
+  ) {
+    this.windowMs = config.windowDays * 86_400_000;
+    const forgotten = new Counter({
+      name: 'rta_attribution_forgotten_decisions_total',
+      help: 'Taken decisions forgotten: expired (older than the attribution window) or full (attribution.maxDecisions reached: the window is shorter than configured).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    });
+    this.memory = new DecisionMemory(config.maxDecisions, this.windowMs, (reason, count) => forgotten.inc({ reason }, count));
+    this.results = new AttributionResults(config.maxResultRows, registry);
+    this.outcomeLog = new OutcomeLog(config.dir, this.windowMs);
+    this.outcomes = new Counter({
+      name: 'rta_attribution_events_total',
+      help: 'Outcome events posted, by result: joined, duplicate, late, unmatched (no remembered decision), refused.',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    });
+    this.refusedEvents = new Counter({
+      name: 'rta_attribution_refused_events_total',
+      help: 'Outcome events refused, by reason (invalid_json, invalid_event, before_decision, strategy_not_taken, strategy_ambiguous).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    });
+    const memory = this.memory;
+    const attribution = this;
+    new Counter({
+      name: 'rta_attribution_log_records_total',
+      help: 'Decision log records read by attribution.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(attribution.recordsRead);
+      },
+    });
+    new Gauge({ name: 'rta_attribution_remembered_decisions', help: 'Taken decisions held for attribution.', registers: [registry], collect() { this.set(memory.size); } });
+    new Gauge({
+      name: 'rta_attribution_oldest_decision_age_seconds',
+      help: 'Age of the oldest remembered decision: below the configured window once attribution.maxDecisions is reached.',
+      registers: [registry],
+      collect() {
+        const oldest = memory.oldestTimeMs;
+        this.set(oldest === null ? 0 : (Date.now() - oldest) / 1000);
+      },
+    });
+    const readErrors = new Counter({ name: 'rta_attribution_log_read_errors_total', help: 'Failed reads of the decision log by attribution (logged).', registers: [registry] });
+    this.follower = new DecisionLogFollower(
+      logDir,
+      (bytes, start, end) => this.takeRecord(bytes, start, end),
+      (error) => {
+        readErrors.inc();
+        log('error', 'attribution_log_read_failed', { message: error.message });
+      },
+    );
+  }
+
+  /**
+   * Reads the decision log and replays the kept events (a restart's results are those before it), then follows the
+   * log; events posted and reports asked for meanwhile wait for the replay.
+   */
+  start(): void {
+    this.ready = this.follower.read().then(() => this.replay());
+    const tick = () => {
+      this.memory.forgetOlderThan(Date.now());
+      void this.follower.read().then(() => {
+        if (this.timer) this.timer = setTimeout(tick, this.config.followMillis).unref();
+      });
+    };
+    this.timer = setTimeout(tick, 0).unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Parses and joins one batch; reads the log first, so decisions already written are found. */
+  async takeEvents(body: Uint8Array, contentType: string): Promise<EventsOutcome> {
+    const nowMs = Date.now();
+    const batch = parseEventBatch(body, contentType, this.medias, nowMs);
+    await this.ready;
+    await this.follower.read();
+    const outcome: EventsOutcome = { joined: 0, duplicates: 0, late: 0, unmatched: 0, refused: 0, refusals: [] };
+    const refuse = (refusal: RefusedEvent) => {
+      outcome.refused++;
+      this.refusedEvents.inc({ reason: refusal.reason });
+      if (outcome.refusals.length < MAX_REFUSALS_SHOWN) outcome.refusals.push(refusal);
+    };
+    for (const refusal of batch.refused) refuse(refusal);
+    const joined: { event: OutcomeEvent; strategyId: string }[] = [];
+    for (const event of batch.events) {
+      const result = this.join(event, nowMs, (strategyId) => joined.push({ event, strategyId }));
+      if (typeof result === 'object') refuse({ line: event.line, ...result });
+      else if (result === 'duplicate') outcome.duplicates++;
+      else if (result !== 'joined') outcome[result]++;
+    }
+    outcome.joined = joined.length;
+    for (const result of ['joined', 'duplicate', 'late', 'unmatched', 'refused'] as const) {
+      const count = result === 'duplicate' ? outcome.duplicates : outcome[result];
+      if (count > 0) this.outcomes.inc({ result }, count);
+    }
+    if (outcome.refused > 0) log('warn', 'events_refused', { refused: outcome.refused, first: outcome.refusals[0] });
+    await this.outcomeLog.append(joined, nowMs);
+    return outcome;
+  }
+
+  /** Waits for the start's replay, so a report is never of half the log. */
+  async report(by: readonly ResultDimension[]): Promise<AttributionReport> {
+    await this.ready;
+    const oldest = this.memory.oldestTimeMs;
+    return {
+      since: this.firstDecisionMs === null ? null : new Date(this.firstDecisionMs).toISOString(),
+      windowDays: this.config.windowDays,
+      rememberedDecisions: this.memory.size,
+      oldestDecision: oldest === null ? null : new Date(oldest).toISOString(),
+      rows: this.results.report(by),
+    };
+  }
+
+  private async replay(): Promise<void> {
+    const nowMs = Date.now();
+    let joined = 0;
+    for await (const file of this.outcomeLog.past(nowMs)) {
+      for (const event of parseEventBatch(file, 'application/x-ndjson', this.medias, nowMs).events) if (this.join(event, nowMs, () => {}) === 'joined') joined++;
+    }
+    log('info', 'attribution_ready', { decisions: this.memory.size, replayedEvents: joined });
+  }
+
+  /** Every decision is counted per listed strategy; only one that took the device for someone is remembered. */
+  private takeRecord(bytes: Buffer, start: number, end: number): void {
+    this.recordsRead++;
+    const r = this.scanned;
+    scanDecisionRecord(bytes, start, end, r);
+    // Joint-debugging traffic is never learned from.
+    if (r.test) return;
+    if (this.firstDecisionMs === null || r.timeMs < this.firstDecisionMs) this.firstDecisionMs = r.timeMs;
+    const takes = this.takes;
+    takes.length = 0;
+    for (let i = 0; i < r.strategyCount; i++) {
+      const taken = r.verdicts[i] === Verdict.TAKEN;
+      this.results.countDecision(r.strategyIds[i]!, r.armNames[i]!, r.bookVersion, taken ? r.creativeIds[i]! : null);
+      if (taken) takes.push({ strategyId: r.strategyIds[i]!, arm: r.armNames[i]!, creativeId: r.creativeIds[i]! });
+    }
+    if (takes.length === 0 || r.timeMs < Date.now() - this.windowMs) return;
+    this.memory.remember(r.media, r.traceId, r.timeMs, scoreAt(bytes, r, this.riskIndexOf(r.modelVersion)), r.bookVersion, takes);
+  }
+
+  /** Joins one event; `onJoined` hears which strategy's take it joined. */
+  private join(event: OutcomeEvent, nowMs: number, onJoined: (strategyId: string) => void): JoinResult {
+    const decision = this.memory.find(event.media, event.traceId);
+    if (decision < 0) return event.timeMs < nowMs - this.windowMs ? 'late' : 'unmatched';
+    const decidedMs = this.memory.timeOf(decision);
+    if (event.timeMs - decidedMs > this.windowMs) return 'late';
+    if (event.timeMs < decidedMs - EARLY_EVENT_MS)
+      return { reason: 'before_decision', message: `event_time ${new Date(event.timeMs).toISOString()} is before its decision (${new Date(decidedMs).toISOString()})` };
+    const t = this.takeFor(decision, event);
+    if (typeof t === 'object') return t;
+    if (!this.memory.markSeen(decision, t, event.kind)) return 'duplicate';
+    const take = this.memory.take(decision, t);
+    const lowRisk = this.memory.riskOf(decision) < this.config.lowRiskBelow;
+    this.results.countEvent(take.strategyId, take.arm, take.creativeId, this.memory.bookOf(decision), event.kind, event.costFen, event.valueFen, lowRisk);
+    onJoined(take.strategyId);
+    return 'joined';
+  }
+
+  /** Which of the decision's takes the event is for: the one it names, or the only one. */
+  private takeFor(decision: number, event: OutcomeEvent): number | Refusal {
+    const count = this.memory.takesOf(decision);
+    const taken = () => Array.from({ length: count }, (_, t) => this.memory.take(decision, t).strategyId).join(', ');
+    if (event.strategyId === null) {
+      if (count === 1) return 0;
+      return { reason: 'strategy_ambiguous', message: `trace ${event.traceId} was taken by several strategies (${taken()}): say strategy_id` };
+    }
+    for (let t = 0; t < count; t++) if (this.memory.take(decision, t).strategyId === event.strategyId) return t;
+    return { reason: 'strategy_not_taken', message: `trace ${event.traceId} was taken by ${taken()}, not by ${event.strategyId}` };
+  }
+
+  private riskIndexOf(modelVersion: string): number {
+    let index = this.riskIndex.get(modelVersion);
+    if (index === undefined) {
+      index = modelVersion.split(',').findIndex((m) => m.split('@')[0] === this.config.riskModel);
+      this.riskIndex.set(modelVersion, index);
+    }
+    return index;
+  }
+}

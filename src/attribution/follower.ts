@@ -1,0 +1,106 @@
+import { existsSync } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DECISION_LOG_FILE, DECISION_LOG_MAGIC } from '../observe/decision-log/files.js';
+
+interface FileState {
+  /** How far the file has been read. */
+  offset: number;
+  /** The start of a record the last read cut short. */
+  carry: Buffer;
+}
+
+/** Read at most this much at a time. */
+const READ_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Follows the decision log folder as the serving threads write it: each read takes the bytes added to every file
+ * since the last one and hands over each whole record. The serving threads write a block at a time, so a record
+ * can be split only at the end of what was read; its start is kept for the next read. Files deleted by the log's
+ * pruning are dropped from the list. The first read takes what earlier processes wrote as well, so a restart
+ * forgets no decision the log still holds.
+ */
+export class DecisionLogFollower {
+  private readonly files = new Map<string, FileState>();
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly dir: string,
+    /** One whole record: bytes[start..end), valid only during the call. */
+    private readonly onRecord: (bytes: Buffer, start: number, end: number) => void,
+    private readonly onError: (error: Error) => void,
+  ) {}
+
+  /** Reads what was added since the last read; reads never overlap, and each one starts after the last has ended. */
+  read(): Promise<void> {
+    this.chain = this.chain.then(() => this.readNew()).catch((error: Error) => this.onError(error));
+    return this.chain;
+  }
+
+  private async readNew(): Promise<void> {
+    if (!existsSync(this.dir)) return;
+    const names = (await readdir(this.dir)).filter((n) => DECISION_LOG_FILE.test(n)).sort();
+    const present = new Set(names);
+    for (const name of this.files.keys()) if (!present.has(name)) this.files.delete(name);
+    for (const name of names) {
+      let file = this.files.get(name);
+      if (!file) this.files.set(name, (file = { offset: 0, carry: Buffer.alloc(0) }));
+      await this.readFile(name, file);
+    }
+  }
+
+  private async readFile(name: string, file: FileState): Promise<void> {
+    const handle = await open(join(this.dir, name), 'r').catch(() => null);
+    // Pruned between the listing and now.
+    if (!handle) return;
+    try {
+      const { size } = await handle.stat();
+      while (file.offset < size) {
+        const chunk = Buffer.allocUnsafe(Math.min(READ_BYTES, size - file.offset));
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, file.offset);
+        if (bytesRead === 0) break;
+        this.takeRecords(name, file, chunk.subarray(0, bytesRead));
+        // Between chunks, so a long backlog (at start) never holds this thread for long.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private takeRecords(name: string, file: FileState, added: Buffer): void {
+    const atFileStart = file.offset - file.carry.length === 0;
+    file.offset += added.length;
+    let bytes: Buffer = file.carry.length > 0 ? Buffer.concat([file.carry, added]) : added;
+    if (atFileStart) {
+      if (bytes.length < DECISION_LOG_MAGIC.length) return void (file.carry = bytes);
+      if (!bytes.subarray(0, DECISION_LOG_MAGIC.length).equals(DECISION_LOG_MAGIC)) throw new Error(`${name}: not a decision log file`);
+      bytes = bytes.subarray(DECISION_LOG_MAGIC.length);
+    }
+    let at = 0;
+    for (;;) {
+      const record = nextRecord(bytes, at);
+      if (!record) break;
+      this.onRecord(bytes, record.start, record.end);
+      at = record.end;
+    }
+    // A copy: the rest of the chunk can go.
+    file.carry = Buffer.from(bytes.subarray(at));
+  }
+}
+
+/** The record whose varint length prefix starts at `at`, or null when the bytes end before it does. */
+function nextRecord(bytes: Buffer, at: number): { start: number; end: number } | null {
+  let length = 0;
+  let shift = 0;
+  let i = at;
+  for (;;) {
+    if (i >= bytes.length) return null;
+    const byte = bytes[i++]!;
+    length += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) break;
+    shift += 7;
+    if (shift > 35) throw new Error('decision log: a record length prefix longer than 5 bytes');
+  }
+  return i + length <= bytes.length ? { start: i, end: i + length } : null;
+}
