@@ -173,8 +173,28 @@ const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Automatic actions on the results of attribution; each one a new book version, undone like a person's. */
+    controllers: z
+      .object({
+        bidTuning: z
+          .object({
+            /** Off until a person switches it on (here, or POST /controllers/bid-tuning/on). */
+            enabled: z.boolean().default(false),
+            intervalMinutes: z.number().min(1).max(24 * 60).default(60),
+            /** How much of the gap to the target one step closes, on a log scale, before maxStep limits it. */
+            gain: z.number().gt(0).max(1).default(0.5),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
+  .refine((config) => !config.controllers.bidTuning.enabled || config.attribution.enabled, {
+    message: 'bid tuning acts on attribution results: switch attribution on',
+    path: ['controllers', 'bidTuning', 'enabled'],
+  })
   .refine((config) => !config.attribution.enabled || config.decisionLog.enabled, {
     message: 'attribution reads the decision log: set attribution.enabled false, or decisionLog.enabled true',
     path: ['attribution', 'enabled'],
@@ -216,6 +236,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   RTA_DECISION_LOG_RAW_SAMPLE: { path: ['decisionLog', 'rawSampleRate'], kind: 'number' },
   RTA_DECISION_LOG_FLUSH_MS: { path: ['decisionLog', 'flushMillis'], kind: 'number' },
   RTA_ATTRIBUTION: { path: ['attribution', 'enabled'], kind: 'boolean' },
+  RTA_BID_TUNING: { path: ['controllers', 'bidTuning', 'enabled'], kind: 'boolean' },
   RTA_ATTRIBUTION_DIR: { path: ['attribution', 'dir'], kind: 'string' },
   RTA_ATTRIBUTION_MAX_DECISIONS: { path: ['attribution', 'maxDecisions'], kind: 'int' },
 };

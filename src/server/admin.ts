@@ -2,8 +2,10 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import type { Attribution } from '../attribution/attribution.js';
 import { RESULT_DIMENSIONS, type ResultDimension } from '../attribution/results.js';
+import type { BidTuning } from '../controllers/bid-tuning.js';
 import { InputError, issueText } from '../engine/errors.js';
 import { explanationText, type Explanation } from '../observe/explain.js';
+import { log } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BookRefused, UnknownVersion, type BookVersions } from '../strategy/versions.js';
 import { ExplainError } from './explain.js';
@@ -33,6 +35,8 @@ export interface AdminHooks {
   maxBodyBytes: number;
   /** POST /events and GET /results; null when attribution is off. */
   attribution: Attribution | null;
+  /** The bid-tuning controller's routes; null when attribution is off. */
+  bidTuning: BidTuning | null;
   /** POST /explain: a media request (`media` given) or the device form (null), decided and explained. */
   explain(media: string | null, body: Buffer, contentType: string): Promise<Explanation>;
 }
@@ -46,7 +50,7 @@ const proposalSchema = z.strictObject({ book: z.record(z.string(), z.unknown()),
 /** POST /books/:id/apply. */
 const applySchema = z.strictObject(signature);
 
-export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
+export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, bidTuning, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
   const authorized = bearerCheck(token);
   const guarded =
     (handler: (res: HttpResponse, req: HttpRequest) => void) =>
@@ -111,6 +115,16 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
       const by = req.getQuery('by') ?? 'strategy,arm';
       attributionCall(res, metrics, attribution, null, () => attribution!.report(resultDimensions(by)));
     }))
+    .get('/controllers/bid-tuning', guarded((res) => controllerCall(res, metrics, bidTuning, null, (c) => c.state())))
+    .post('/controllers/bid-tuning/:action', guarded((res, req) => {
+      const action = req.getParameter(0);
+      controllerCall(res, metrics, bidTuning, maxBodyBytes, (c, body) => {
+        if (action !== 'on' && action !== 'off' && action !== 'run') throw new InputError('invalid_request', `no controller action "${action}" (on, off, run)`);
+        const by = parseBody(applySchema, body);
+        log('info', 'bid_tuning_by_hand', { action, author: by.author, message: by.message });
+        return action === 'run' ? c.look() : c.setEnabled(action === 'on');
+      });
+    }))
     .post('/explain', guarded((res, req) => {
       // The request object is only valid until this handler returns.
       const media = req.getQuery('media') ?? null;
@@ -174,6 +188,14 @@ function attributionCall(res: HttpResponse, metrics: Metrics, attribution: Attri
     return;
   }
   bookCall(res, metrics, bodyLimit, work, 'attribution_failed');
+}
+
+function controllerCall(res: HttpResponse, metrics: Metrics, controller: BidTuning | null, bodyLimit: number | null, work: (controller: BidTuning, body: Buffer) => unknown): void {
+  if (controller === null) {
+    refuse(res, metrics, '503 Service Unavailable', 'attribution_off', 'controllers act on attribution, which is off in this engine (attribution.enabled)', false);
+    return;
+  }
+  bookCall(res, metrics, bodyLimit, (body) => work(controller, body), 'controller_failed');
 }
 
 /** `?by=strategy,arm`: the result dimensions to group by, in the order given. */

@@ -149,6 +149,22 @@ const bidStrategySchema = z
     priority: z.number().int().min(-1000).max(1000).default(0),
     bid: bidSchema,
     /**
+     * Bid tuning (controllers/bid-tuning.ts): when present, the controller moves bid.targetValueFen so that the
+     * strategy's cost per approved customer approaches the target, a bounded step at a time.
+     */
+    tuning: z
+      .object({
+        targetCostPerApprovedFen: z.number().int().positive(),
+        /** Approvals since the last look below which the controller does not act (too little to be sure). */
+        minApprovals: z.number().int().min(1).default(20),
+        /** The largest change of the coefficients in one step: 0.1 moves them by at most 10 %. */
+        maxStep: z.number().gt(0).max(0.5).default(0.1),
+        /** The coefficients stay within 1/maxChange..maxChange of those of the last book a person applied. */
+        maxChange: z.number().min(1).max(4).default(2),
+      })
+      .strict()
+      .optional(),
+    /**
      * Its own expected value in fen, as a formula over score.<model>, field.<profile field> and bid.<number>
      * (value-formula.ts); without one, the book's expected profit from its valueModels.
      */

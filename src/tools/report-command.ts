@@ -3,15 +3,18 @@ import { parseArgs } from 'node:util';
 import type { AttributionReport, EventsOutcome } from '../attribution/attribution.js';
 import { EVENT_KINDS } from '../attribution/events.js';
 import type { ResultRow } from '../attribution/results.js';
+import type { ControllerState } from '../controllers/bid-tuning.js';
 import { ADMIN_OPTIONS, adminCall } from './admin-call.js';
 
 /**
  * `rta events FILE`: posts outcome events to the admin port; `rta report`: what the decisions led to, per strategy
- * and arm (or any grouping of strategy, arm, creative, book), from the admin port's /results.
+ * and arm (or any grouping of strategy, arm, creative, book), from the admin port's /results; `rta tuning`: the
+ * bid-tuning controller.
  */
 export const REPORT_USAGE = `  rta events FILE|- [--protobuf]                  outcome events (JSON Lines, or an EventBatch) to POST /events
   rta report [--by strategy,arm] [--format text|json]   results per strategy and arm: takes, funnel, cost per approved
-             [--admin http://127.0.0.1:8081] [--token T]`;
+             [--admin http://127.0.0.1:8081] [--token T]
+  rta tuning [status | run | on | off --author A --message M]   the bid-tuning controller: its last look and changes`;
 
 export class ReportUsageError extends Error {}
 
@@ -59,4 +62,18 @@ export function reportTable(rows: ResultRow[], by: string[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const format = (cells: string[]) => cells.map((c, i) => (i < by.length ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [format(header), ...lines.map(format)].join('\n');
+}
+
+export async function tuningCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...ADMIN_OPTIONS, author: { type: 'string' }, message: { type: 'string' } } });
+  const action = positionals[0] ?? 'status';
+  let state: ControllerState;
+  if (action === 'status') state = (await adminCall(values, 'GET', '/controllers/bid-tuning')) as ControllerState;
+  else if (action === 'run' || action === 'on' || action === 'off') {
+    if (!values.author || !values.message) throw new ReportUsageError('say who and why: --author and --message are required');
+    state = (await adminCall(values, 'POST', `/controllers/bid-tuning/${action}`, { author: values.author, message: values.message })) as ControllerState;
+  } else throw new ReportUsageError(`unknown tuning action "${action}" (status, run, on, off)`);
+  console.log(`bid tuning ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min, gain ${state.gain}; last look ${state.lastLook ?? 'never'}`);
+  for (const step of state.steps) console.log(`  ${step.strategy}: ${step.targetValueFen === null ? 'left alone' : 'changed'}: ${step.reason}`);
+  for (const a of state.actions) console.log(`  ${a.time}  book ${a.book}  ${a.message}`);
 }
