@@ -7,9 +7,12 @@ import type { BookVersions } from '../strategy/versions.js';
  * Bid tuning: on a schedule, each strategy with a `tuning` block gets its bid.targetValueFen moved so that its cost
  * per approved customer approaches tuning.targetCostPerApprovedFen. A proportional step on the log of the ratio,
  * damped by `gain`, limited to tuning.maxStep per look and to tuning.maxChange around the last book a person
- * applied; it acts only on tuning.minApprovals approvals or more since its last look. Every change is a new book
- * version (author `controller:bid-tuning`, the reason as its message): listed, diffed and rolled back like a
- * person's. A person's change starts the controller afresh from that book.
+ * applied; it acts only on tuning.minApprovals approvals or more since its last look. With tuning.pauseAbove, a
+ * strategy far too costly for several looks in a row is paused, and bids again after tuning.resumeAfterHours. A
+ * paused strategy is a shadow one: still decided and logged (what it would have bought stays visible), never sent,
+ * and still in its experiments. Every change is a new book version (author `controller:bid-tuning`, the reason as its
+ * message): listed, diffed and rolled back like a person's. A person's change starts the controller afresh from
+ * that book.
  */
 export const CONTROLLER_AUTHOR = 'controller:bid-tuning';
 
@@ -18,15 +21,39 @@ export interface TuningStep {
   strategy: string;
   costFen: number;
   approvals: number;
-  /** The new targetValueFen, or null when the controller leaves the strategy alone (see reason). */
+  /** The new targetValueFen, or null when the controller leaves the strategy's bids alone (see reason). */
   targetValueFen: number | null;
+  /** Paused or resumed by this look. */
+  switched?: 'paused' | 'resumed';
   reason: string;
 }
 
 interface TunedStrategy {
   id: string;
+  shadow?: boolean;
   bid: { targetValueFen: number; exponent?: number };
-  tuning: { targetCostPerApprovedFen: number; minApprovals?: number; maxStep?: number; maxChange?: number };
+  tuning: {
+    targetCostPerApprovedFen: number;
+    minApprovals?: number;
+    maxStep?: number;
+    maxChange?: number;
+    pauseAbove?: number;
+    pauseAfterLooks?: number;
+    resumeAfterHours?: number;
+  };
+}
+
+/**
+ * Whether one look's spend is far too costly to keep bidding: cost per approval (every fen counted against at
+ * least one approval, so spend without any counts) above pauseAbove x target, on at least minApprovals' worth of
+ * target spend, so a few unlucky fen never pause a strategy. Null: the strategy has no pauseAbove.
+ */
+export function tooCostly(strategy: TunedStrategy, observed: { costFen: number; approvals: number }): string | null {
+  const { pauseAbove, targetCostPerApprovedFen: target, minApprovals = 20 } = strategy.tuning;
+  if (pauseAbove === undefined) return null;
+  const perApproval = observed.costFen / Math.max(observed.approvals, 1);
+  if (perApproval <= pauseAbove * target || observed.costFen < pauseAbove * target * minApprovals) return null;
+  return `cost per approved ${Math.round(perApproval)} fen (${observed.costFen} fen over ${observed.approvals} approvals), above ${pauseAbove} x target ${target}`;
 }
 
 /**
@@ -83,6 +110,10 @@ export class BidTuning {
   private lastLook: string | null = null;
   private steps: TuningStep[] = [];
   private readonly actions: ControllerState['actions'] = [];
+  /** Looks in a row that found the strategy too costly. */
+  private costlyLooks = new Map<string, number>();
+  /** When the controller paused a strategy (one a person made a shadow is never resumed by it). */
+  private paused = new Map<string, number>();
 
   constructor(
     private readonly config: Config['controllers']['bidTuning'],
@@ -120,8 +151,15 @@ export class BidTuning {
     const base = this.personsBook(listing);
     const rows = (await this.attribution.report(['strategy'])).rows;
     const steps: TuningStep[] = [];
+    const nowMs = Date.now();
     for (const strategy of book.strategies) {
       if (strategy.kind !== 'bid' || !strategy.tuning) continue;
+      if (strategy.shadow === true) {
+        const resumed = this.resume(strategy, nowMs);
+        if (resumed) steps.push(resumed);
+        continue;
+      }
+      this.paused.delete(strategy.id);
       const row = rows.find((r) => r.strategy === strategy.id);
       const now = { costFen: row?.costFen ?? 0, approvals: row?.events.credit_approved ?? 0 };
       const before = this.seen.get(strategy.id);
@@ -130,14 +168,27 @@ export class BidTuning {
         steps.push({ strategy: strategy.id, costFen: 0, approvals: 0, targetValueFen: null, reason: 'first look: counting from now' });
         continue;
       }
+      const observed = { costFen: now.costFen - before.costFen, approvals: now.approvals - before.approvals };
+      const costly = tooCostly(strategy, observed);
+      const looks = costly === null ? 0 : (this.costlyLooks.get(strategy.id) ?? 0) + 1;
+      this.costlyLooks.set(strategy.id, looks);
+      if (costly !== null && looks >= (strategy.tuning.pauseAfterLooks ?? 2)) {
+        strategy.shadow = true;
+        this.paused.set(strategy.id, nowMs);
+        this.costlyLooks.delete(strategy.id);
+        const resume = strategy.tuning.resumeAfterHours ?? 24;
+        const when = resume > 0 ? `resumes in ${resume} h` : 'a person resumes it';
+        steps.push({ strategy: strategy.id, ...observed, targetValueFen: null, switched: 'paused', reason: `paused: ${costly} for ${looks} looks in a row; ${when}` });
+        continue;
+      }
       const baseTarget = base?.strategies.find((s) => s.id === strategy.id)?.bid.targetValueFen ?? strategy.bid.targetValueFen;
-      const step = tuningStep(strategy, { costFen: now.costFen - before.costFen, approvals: now.approvals - before.approvals }, baseTarget, this.config.gain);
+      const step = tuningStep(strategy, observed, baseTarget, this.config.gain);
       steps.push(step);
       if (step.targetValueFen !== null) strategy.bid.targetValueFen = step.targetValueFen;
     }
-    this.lastLook = new Date().toISOString();
+    this.lastLook = new Date(nowMs).toISOString();
     this.steps = steps;
-    const changes = steps.filter((s) => s.targetValueFen !== null);
+    const changes = steps.filter((s) => s.targetValueFen !== null || s.switched !== undefined);
     if (changes.length > 0) {
       const message = changes.map((s) => `${s.strategy}: ${s.reason}`).join('; ');
       const applied = await this.books.propose(book, { author: CONTROLLER_AUTHOR, message });
@@ -146,6 +197,17 @@ export class BidTuning {
       log('info', 'bid_tuning_applied', { book: applied.book, message });
     }
     return this.state();
+  }
+
+  /** A strategy this controller paused, once resumeAfterHours have passed: bidding again, counted afresh. */
+  private resume(strategy: TunedStrategy, nowMs: number): TuningStep | null {
+    const pausedAt = this.paused.get(strategy.id);
+    const hours = strategy.tuning.resumeAfterHours ?? 24;
+    if (pausedAt === undefined || hours === 0 || nowMs - pausedAt < hours * 3_600_000) return null;
+    strategy.shadow = false;
+    this.paused.delete(strategy.id);
+    this.seen.delete(strategy.id);
+    return { strategy: strategy.id, costFen: 0, approvals: 0, targetValueFen: null, switched: 'resumed', reason: `resumed: paused ${hours} h ago (at ${new Date(pausedAt).toISOString()})` };
   }
 
   /** The book of the newest version a person put in service: the centre of the controller's bounds. */

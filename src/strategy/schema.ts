@@ -161,6 +161,14 @@ const bidStrategySchema = z
         maxStep: z.number().gt(0).max(0.5).default(0.1),
         /** The coefficients stay within 1/maxChange..maxChange of those of the last book a person applied. */
         maxChange: z.number().min(1).max(4).default(2),
+        /**
+         * Pause the strategy (make it a shadow) when its cost per approved customer is above this multiple of the
+         * target for pauseAfterLooks looks in a row, each with at least minApprovals' worth of spend; never when absent.
+         */
+        pauseAbove: z.number().min(1.5).max(100).optional(),
+        pauseAfterLooks: z.number().int().min(1).max(100).default(2),
+        /** A strategy the controller paused bids again this long after (0: only a person resumes it). */
+        resumeAfterHours: z.number().min(0).max(24 * 90).default(24),
       })
       .strict()
       .optional(),

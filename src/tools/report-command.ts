@@ -74,6 +74,6 @@ export async function tuningCommand(args: string[]): Promise<void> {
     state = (await adminCall(values, 'POST', `/controllers/bid-tuning/${action}`, { author: values.author, message: values.message })) as ControllerState;
   } else throw new ReportUsageError(`unknown tuning action "${action}" (status, run, on, off)`);
   console.log(`bid tuning ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min, gain ${state.gain}; last look ${state.lastLook ?? 'never'}`);
-  for (const step of state.steps) console.log(`  ${step.strategy}: ${step.targetValueFen === null ? 'left alone' : 'changed'}: ${step.reason}`);
+  for (const step of state.steps) console.log(`  ${step.strategy}: ${step.switched ?? (step.targetValueFen === null ? 'left alone' : 'changed')}: ${step.reason}`);
   for (const a of state.actions) console.log(`  ${a.time}  book ${a.book}  ${a.message}`);
 }

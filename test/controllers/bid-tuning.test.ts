@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { tuningStep } from '../../src/controllers/bid-tuning.js';
+import { tooCostly, tuningStep } from '../../src/controllers/bid-tuning.js';
 
 /** The controller's step for one strategy: direction, damping, the step limit, the bounds around a person's book, volume. */
 const strategy = (targetValueFen: number, exponent = 1, tuning: Record<string, number> = {}) => ({
@@ -42,5 +42,22 @@ describe('tuningStep', () => {
       reason: '19 approvals since the last look, fewer than minApprovals 20',
     });
     expect(tuningStep(strategy(9000, 0), { costFen: 1_000_000, approvals: 50 }, 9000, 0.5).reason).toBe('bid.exponent is 0: its coefficients do not depend on targetValueFen');
+  });
+});
+
+describe('tooCostly (the pause rule)', () => {
+  const pausing = (tuning: Record<string, number> = {}) => strategy(9000, 1, { pauseAbove: 3, ...tuning });
+
+  test('above pauseAbove x target on enough spend: too costly, and why', () => {
+    expect(tooCostly(pausing(), { costFen: 40_000 * 20, approvals: 20 })).toBe('cost per approved 40000 fen (800000 fen over 20 approvals), above 3 x target 10000');
+    // Spend without a single approval counts against one.
+    expect(tooCostly(pausing(), { costFen: 700_000, approvals: 0 })).toMatch(/^cost per approved 700000 fen/);
+  });
+
+  test('not above the multiple, too little spend to be sure, or no pauseAbove: never paused', () => {
+    expect(tooCostly(pausing(), { costFen: 30_000 * 40, approvals: 40 })).toBeNull();
+    // 3 x 10,000 x 20 approvals' worth = 600,000 fen is the least spend that can pause.
+    expect(tooCostly(pausing(), { costFen: 599_999, approvals: 0 })).toBeNull();
+    expect(tooCostly(strategy(9000), { costFen: 10_000_000, approvals: 1 })).toBeNull();
   });
 });
