@@ -130,7 +130,10 @@ export class Attribution {
    * log; events posted and reports asked for meanwhile wait for the replay.
    */
   start(): void {
-    this.ready = this.follower.read().then(() => this.replay());
+    this.ready = this.follower
+      .read()
+      .then(() => this.replay())
+      .catch((error: Error) => log('error', 'attribution_replay_failed', { message: error.message }));
     const tick = () => {
       this.memory.forgetOlderThan(Date.now());
       void this.follower.read().then(() => {
@@ -188,11 +191,17 @@ export class Attribution {
     };
   }
 
+  /** Cost and approvals per strategy since the start of the results; waits for the replay like report(). */
+  async strategyTotals(): Promise<ReadonlyMap<string, { costFen: number; approvals: number }>> {
+    await this.ready;
+    return this.results.totals;
+  }
+
   private async replay(): Promise<void> {
     const nowMs = Date.now();
     let joined = 0;
-    for await (const file of this.outcomeLog.past(nowMs)) {
-      for (const event of parseEventBatch(file, 'application/x-ndjson', this.medias, nowMs).events) if (this.join(event, nowMs, () => {}) === 'joined') joined++;
+    for await (const lines of this.outcomeLog.past(nowMs)) {
+      for (const event of parseEventBatch(lines, 'application/x-ndjson', this.medias, nowMs).events) if (this.join(event, nowMs, () => {}) === 'joined') joined++;
     }
     log('info', 'attribution_ready', { decisions: this.memory.size, replayedEvents: joined });
   }

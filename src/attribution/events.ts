@@ -56,7 +56,7 @@ const eventSchema = z.strictObject({
   cost_fen: FEN.min(0, 'a cost is never negative').optional(),
   value_fen: FEN.optional(),
   /** ms since the epoch, or an ISO 8601 time with its zone. */
-  event_time: z.union([z.number().int(), z.iso.datetime({ offset: true })]),
+  event_time: z.union([z.number().int().max(8.64e15, 'beyond the last time a Date holds'), z.iso.datetime({ offset: true })]),
 });
 
 const root = loadProto(new URL('../../proto/events/events.proto', import.meta.url));

@@ -45,7 +45,8 @@ export class DecisionLogFollower {
     for (const name of names) {
       let file = this.files.get(name);
       if (!file) this.files.set(name, (file = { offset: 0, carry: Buffer.alloc(0) }));
-      await this.readFile(name, file);
+      // One unreadable file must not hide the others.
+      await this.readFile(name, file).catch((error: Error) => this.onError(new Error(`${name}: ${error.message}`)));
     }
   }
 
@@ -81,7 +82,12 @@ export class DecisionLogFollower {
     for (;;) {
       const record = nextRecord(bytes, at);
       if (!record) break;
-      this.onRecord(bytes, record.start, record.end);
+      try {
+        this.onRecord(bytes, record.start, record.end);
+      } catch (error) {
+        // Its length prefix still says where the next record starts.
+        this.onError(new Error(`${name}: a record at ${record.start} is unreadable: ${(error as Error).message}`));
+      }
       at = record.end;
     }
     // A copy: the rest of the chunk can go.

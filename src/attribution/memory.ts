@@ -54,8 +54,12 @@ export class DecisionMemory {
     this.seen = new Uint8Array(capacity * INLINE_TAKES);
   }
 
-  /** A second decision under the same key (a media retry) replaces the first: its answer is the one the media used. */
+  /**
+   * A second decision under the same trace id (a media retry) replaces the first: its answer is the one the media
+   * used. Events already joined to a strategy's take stay joined, so re-posting them is still a duplicate.
+   */
   remember(media: string, traceId: string, timeMs: number, risk: number, bookVersion: string, takes: readonly NewTake[]): void {
+    const replaced = this.find(media, traceId);
     if (this.next - this.oldest === this.capacity) {
       this.forgetOldest();
       this.onForget('full', 1);
@@ -81,7 +85,24 @@ export class DecisionMemory {
         this.extraTakes.set(sequence, extra);
       }
     }
+    if (replaced >= 0 && replaced >= this.oldest) this.carrySeen(replaced, sequence);
     (this.index.get(media) ?? this.index.set(media, new Map()).get(media)!).set(traceId, sequence);
+  }
+
+  private carrySeen(from: number, to: number): void {
+    for (let t = 0; t < this.takesOf(to); t++) {
+      const strategyId = this.take(to, t).strategyId;
+      for (let u = 0; u < this.takesOf(from); u++) {
+        if (this.take(from, u).strategyId !== strategyId) continue;
+        for (let kind = 0; kind < 8; kind++) if (this.hasSeen(from, u, kind)) this.markSeen(to, t, kind);
+      }
+    }
+  }
+
+  private hasSeen(sequence: number, t: number, kind: number): boolean {
+    const bit = 1 << kind;
+    if (t >= INLINE_TAKES) return (this.extraTakes.get(sequence)![t - INLINE_TAKES]!.seen & bit) !== 0;
+    return (this.seen[(sequence % this.capacity) * INLINE_TAKES + t]! & bit) !== 0;
   }
 
   /** The decision's sequence number, or -1 when none is remembered under this media and trace id. */

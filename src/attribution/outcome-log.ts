@@ -1,4 +1,6 @@
-import { appendFile, mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { appendFile, mkdir, readdir, unlink } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { EVENT_KINDS, type OutcomeEvent } from './events.js';
 
@@ -36,9 +38,19 @@ export class OutcomeLog {
     return write;
   }
 
-  /** The kept files' contents, oldest first. */
+  /** The kept files' lines, oldest first, a slice at a time: a day's file may be larger than one string can be. */
   async *past(nowMs: number): AsyncGenerator<Buffer> {
-    for (const name of await this.prune(nowMs)) yield await readFile(join(this.dir, name));
+    for (const name of await this.prune(nowMs)) {
+      let slice: string[] = [];
+      for await (const line of createInterface({ input: createReadStream(join(this.dir, name)), crlfDelay: Infinity })) {
+        slice.push(line);
+        if (slice.length === 10_000) {
+          yield Buffer.from(slice.join('\n'));
+          slice = [];
+        }
+      }
+      if (slice.length > 0) yield Buffer.from(slice.join('\n'));
+    }
   }
 
   /** Deletes the files past the window; returns the others' names, oldest first. */

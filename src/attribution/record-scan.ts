@@ -55,7 +55,8 @@ export function scanDecisionRecord(bytes: Buffer, start: number, end: number, ou
 }
 
 function scanVerdict(r: WireReader, out: ScannedRecord): void {
-  const end = r.at + r.varint();
+  const length = r.varint();
+  const end = r.at + length;
   const i = out.strategyCount++;
   out.strategyIds[i] = out.armNames[i] = '';
   out.verdicts[i] = out.creativeIds[i] = 0;

@@ -84,6 +84,9 @@ export class AttributionResults {
     });
   }
 
+  /** Cost and approvals per strategy, over every book version: what the controllers act on, never capped. */
+  readonly totals = new Map<string, { costFen: number; approvals: number }>();
+
   countDecision(strategy: string, arm: string, book: string, creative: number | null): void {
     const row = this.row(strategy, arm, creative ?? 0, book);
     row.decisions++;
@@ -94,6 +97,9 @@ export class AttributionResults {
     const row = this.row(strategy, arm, creative, book);
     row.events[kind]!++;
     row.costFen += costFen;
+    const total = this.totals.get(strategy) ?? this.totals.set(strategy, { costFen: 0, approvals: 0 }).get(strategy)!;
+    total.costFen += costFen;
+    if (kind === CREDIT_APPROVED) total.approvals++;
     row.valueFen += valueFen;
     if (kind === CREDIT_APPROVED && lowRisk) row.approvedLowRisk++;
   }
@@ -125,12 +131,12 @@ export class AttributionResults {
   }
 
   private row(strategy: string, arm: string, creative: number, book: string): Row {
+    const found = this.index.get(strategy)?.get(arm)?.get(book)?.get(creative);
+    if (found) return found;
+    if (this.rows.length >= this.maxRows && strategy !== OVERFLOW) return this.row(OVERFLOW, OVERFLOW, 0, OVERFLOW);
     const byArm = this.index.get(strategy) ?? this.index.set(strategy, new Map()).get(strategy)!;
     const byBook = byArm.get(arm) ?? byArm.set(arm, new Map()).get(arm)!;
     const byCreative = byBook.get(book) ?? byBook.set(book, new Map()).get(book)!;
-    const found = byCreative.get(creative);
-    if (found) return found;
-    if (this.rows.length >= this.maxRows && strategy !== OVERFLOW) return this.row(OVERFLOW, OVERFLOW, 0, OVERFLOW);
     const row = { strategy, arm, creative, book, decisions: 0, takes: 0, events: EVENT_KINDS.map(() => 0), costFen: 0, valueFen: 0, approvedLowRisk: 0 };
     this.rows.push(row);
     byCreative.set(creative, row);

@@ -1,7 +1,7 @@
 import type { Attribution } from '../attribution/attribution.js';
 import type { Config } from '../config.js';
 import { log } from '../observe/log.js';
-import type { BookVersions } from '../strategy/versions.js';
+import { StaleBook, type BookVersions } from '../strategy/versions.js';
 
 /**
  * Bid tuning: on a schedule, each strategy with a `tuning` block gets its bid.targetValueFen moved so that its cost
@@ -78,7 +78,8 @@ export function tuningStep(
   const wanted = Math.pow(tuning.targetCostPerApprovedFen / Math.max(cpa, 1), gain);
   const factor = Math.min(1 + maxStep, Math.max(1 / (1 + maxStep), wanted));
   const bound = Math.pow(maxChange, 1 / exponent);
-  const target = Math.round(Math.min(baseTargetFen * bound, Math.max(baseTargetFen / bound, bid.targetValueFen / Math.pow(factor, 1 / exponent))));
+  // Whole fen, and never 0 (the book refuses a target of 0); below about 20 fen rounding may exceed maxStep.
+  const target = Math.max(1, Math.round(Math.min(baseTargetFen * bound, Math.max(baseTargetFen / bound, bid.targetValueFen / Math.pow(factor, 1 / exponent)))));
   const observedText = `cost per approved ${Math.round(cpa)} fen over ${observed.approvals} approvals, target ${tuning.targetCostPerApprovedFen}`;
   if (target === bid.targetValueFen) return leave(`${observedText}: at its bound (maxChange ${maxChange} around ${baseTargetFen}) or on target`);
   const coefficientChange = Math.pow(bid.targetValueFen / target, exponent) - 1;
@@ -149,7 +150,7 @@ export class BidTuning {
     if (listing.live === null) return this.state();
     const book = structuredClone(this.books.show(listing.live).book) as { strategies: (TunedStrategy & { kind: string })[] };
     const base = this.personsBook(listing);
-    const rows = (await this.attribution.report(['strategy'])).rows;
+    const totals = await this.attribution.strategyTotals();
     const steps: TuningStep[] = [];
     const nowMs = Date.now();
     for (const strategy of book.strategies) {
@@ -160,8 +161,9 @@ export class BidTuning {
         continue;
       }
       this.paused.delete(strategy.id);
-      const row = rows.find((r) => r.strategy === strategy.id);
-      const now = { costFen: row?.costFen ?? 0, approvals: row?.events.credit_approved ?? 0 };
+      // A copy: the totals keep counting after this look.
+      const total = totals.get(strategy.id);
+      const now = { costFen: total?.costFen ?? 0, approvals: total?.approvals ?? 0 };
       const before = this.seen.get(strategy.id);
       this.seen.set(strategy.id, now);
       if (!before) {
@@ -191,7 +193,15 @@ export class BidTuning {
     const changes = steps.filter((s) => s.targetValueFen !== null || s.switched !== undefined);
     if (changes.length > 0) {
       const message = changes.map((s) => `${s.strategy}: ${s.reason}`).join('; ');
-      const applied = await this.books.propose(book, { author: CONTROLLER_AUTHOR, message });
+      let applied: Record<string, unknown>;
+      try {
+        applied = await this.books.propose(book, { author: CONTROLLER_AUTHOR, message }, listing.live);
+      } catch (err) {
+        if (!(err instanceof StaleBook)) throw err;
+        // A person changed the book while this look ran: theirs stands; the next look starts from it.
+        log('warn', 'bid_tuning_skipped', { reason: err.message });
+        return this.state();
+      }
       this.actions.unshift({ time: this.lastLook, book: String(applied.book), message });
       this.actions.splice(50);
       log('info', 'bid_tuning_applied', { book: applied.book, message });

@@ -55,6 +55,14 @@ export interface Signature {
   message: string;
 }
 
+/** A change made from a version that is no longer live: refused, so it cannot undo the change that replaced it. */
+export class StaleBook extends Error {
+  override name = 'StaleBook';
+  constructor(read: string, live: string | null) {
+    super(`the change was made from version ${read}, but ${live ?? 'none'} is live now`);
+  }
+}
+
 /** No version with this id is stored (never was, or its book file was pruned). */
 export class UnknownVersion extends Error {
   override name = 'UnknownVersion';
@@ -279,9 +287,13 @@ export class BookVersions {
     return { from: id, to: other, ...diffBooks(this.history.book(id), this.history.book(other)) };
   }
 
-  /** A new book from the growth team (or one already stored, which is then just applied again). */
-  propose(book: unknown, signature: Signature): Promise<Record<string, unknown>> {
-    return this.putInService(book, null, signature, 'applied');
+  /**
+   * A new book from the growth team (or one already stored, which is then just applied again). With `over`, only
+   * if that version is still the live one when the change's turn comes: a controller's change, made from the book
+   * it read, never overwrites a person's that landed meanwhile.
+   */
+  propose(book: unknown, signature: Signature, over?: string): Promise<Record<string, unknown>> {
+    return this.putInService(book, null, signature, 'applied', over);
   }
 
   /** Puts a stored version back in service: a rollback, or forward again. */
@@ -319,8 +331,9 @@ export class BookVersions {
     this.history.record(file.id, file.text, { author: 'file', message, result: 'applied' });
   }
 
-  private putInService(book: unknown, text: string | null, signature: Signature, result: 'applied' | 'rolled_back'): Promise<Record<string, unknown>> {
+  private putInService(book: unknown, text: string | null, signature: Signature, result: 'applied' | 'rolled_back', over?: string): Promise<Record<string, unknown>> {
     return this.exclusive(async () => {
+      if (over !== undefined && this.history.live !== over) throw new StaleBook(over, this.history.live);
       const id = bookVersion(book);
       const stored = text ?? this.history.text(id) ?? `${JSON.stringify(book, null, 2)}\n`;
       let warnings: readonly string[];

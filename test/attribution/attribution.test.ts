@@ -153,6 +153,7 @@ describe('joining events to taken decisions', () => {
       line({ trace_id: 't-1', event: 'click', event_time: NOW + HOUR }),
       line({ trace_id: 't-1', event: 'click', event_time: Math.round(NOW / 1000) }),
       line({ trace_id: 't-1', event: 'click', colour: 'red' }),
+      line({ trace_id: 't-1', event: 'click', event_time: 9e15 }),
       '',
       line({ trace_id: 't-1', event: 'click', event_time: new Date(NOW - HOUR / 2).toISOString() }),
     ]);
@@ -165,8 +166,9 @@ describe('joining events to taken decisions', () => {
       expect.stringMatching(/^5 invalid_event: event_time: .* is in the future$/),
       expect.stringMatching(/^6 invalid_event: event_time: \d+ is before 2020: give milliseconds since the epoch$/),
       expect.stringMatching(/^7 invalid_event: event: Unrecognized key: "colour"$/),
+      expect.stringMatching(/^8 invalid_event: event_time: /),
     ]);
-    expect(metricSum(await e.registry.metrics(), 'rta_attribution_refused_events_total', { reason: 'invalid_event' })).toBe(6);
+    expect(metricSum(await e.registry.metrics(), 'rta_attribution_refused_events_total', { reason: 'invalid_event' })).toBe(7);
     e.attribution.stop();
   });
 
@@ -225,6 +227,28 @@ describe('the decision memory and the log it follows', () => {
     expect((await post(e, [line({ trace_id: 'split', event: 'click' })])).unmatched).toBe(1);
     appendFileSync(e.logFile, bytes.subarray(7));
     expect((await post(e, [line({ trace_id: 'split', event: 'click' })])).joined).toBe(1);
+    e.attribution.stop();
+  });
+
+  test('a media retry under the same trace id replaces the decision but keeps what was joined: a re-posted event is a duplicate', async () => {
+    const e = engine();
+    appendFileSync(e.logFile, record('retry', [{ id: 'acq' }]));
+    expect((await post(e, [line({ trace_id: 'retry', event: 'click', cost_fen: 100 })])).joined).toBe(1);
+    appendFileSync(e.logFile, record('retry', [{ id: 'acq' }]));
+    expect((await post(e, [line({ trace_id: 'retry', event: 'click', cost_fen: 100 })])).duplicates).toBe(1);
+    expect((await rows(e))[0]).toMatchObject({ costFen: 100 });
+    e.attribution.stop();
+  });
+
+  test('an unreadable record is skipped and counted; the records after it, and later appends, are still read', async () => {
+    const e = engine();
+    // A whole record (its length prefix is right) whose first field has wire type 3, which the log never writes.
+    appendFileSync(e.logFile, Buffer.from([0x02, 0x0b, 0x00]));
+    appendFileSync(e.logFile, record('after', [{ id: 'acq' }]));
+    expect((await post(e, [line({ trace_id: 'after', event: 'click' })])).joined).toBe(1);
+    appendFileSync(e.logFile, record('later', [{ id: 'acq' }]));
+    expect((await post(e, [line({ trace_id: 'later', event: 'click' })])).joined).toBe(1);
+    expect(metricSum(await e.registry.metrics(), 'rta_attribution_log_read_errors_total')).toBe(1);
     e.attribution.stop();
   });
 
