@@ -158,7 +158,7 @@ const configSchema = z
         /** Events this long after their decision are dropped, counted (late). */
         windowDays: z.number().min(1 / 24).max(90).default(7),
         /**
-         * Taken decisions remembered in this process (about 150 bytes each, README "Attribution"); past it the
+         * Taken decisions remembered in this process (about 144 bytes each, README "Attribution"); past it the
          * oldest are forgotten, counted, and their events come back unmatched.
          */
         maxDecisions: z.number().int().min(1000).max(50_000_000).default(1_000_000),

@@ -11,7 +11,8 @@ import { AttributionResults, type ResultDimension, type ResultRow } from './resu
 
 /**
  * The join of outcome events to decisions (README "Attribution"). Decisions come from the decision log, which the
- * serving threads already write; this runs on the main thread, so the request path pays nothing for it. Each
+ * serving threads already write; this runs on the main thread, so no request does its work (its cost to the serving
+ * threads' latency is measured in the README). Each
  * taken decision is remembered for the window; each event is joined to the take it belongs to, once, and kept on
  * disk so a restart rebuilds the same results.
  */
@@ -154,25 +155,22 @@ export class Attribution {
     const batch = parseEventBatch(body, contentType, this.medias, nowMs);
     await this.ready;
     await this.follower.read();
-    const outcome: EventsOutcome = { joined: 0, duplicates: 0, late: 0, unmatched: 0, refused: 0, refusals: [] };
+    const counts = { joined: 0, duplicate: 0, late: 0, unmatched: 0, refused: 0 };
+    const refusals: RefusedEvent[] = [];
     const refuse = (refusal: RefusedEvent) => {
-      outcome.refused++;
+      counts.refused++;
       this.refusedEvents.inc({ reason: refusal.reason });
-      if (outcome.refusals.length < MAX_REFUSALS_SHOWN) outcome.refusals.push(refusal);
+      if (refusals.length < MAX_REFUSALS_SHOWN) refusals.push(refusal);
     };
     for (const refusal of batch.refused) refuse(refusal);
     const joined: { event: OutcomeEvent; strategyId: string }[] = [];
     for (const event of batch.events) {
       const result = this.join(event, nowMs, (strategyId) => joined.push({ event, strategyId }));
       if (typeof result === 'object') refuse({ line: event.line, ...result });
-      else if (result === 'duplicate') outcome.duplicates++;
-      else if (result !== 'joined') outcome[result]++;
+      else counts[result]++;
     }
-    outcome.joined = joined.length;
-    for (const result of ['joined', 'duplicate', 'late', 'unmatched', 'refused'] as const) {
-      const count = result === 'duplicate' ? outcome.duplicates : outcome[result];
-      if (count > 0) this.outcomes.inc({ result }, count);
-    }
+    for (const [result, count] of Object.entries(counts)) if (count > 0) this.outcomes.inc({ result }, count);
+    const outcome: EventsOutcome = { joined: counts.joined, duplicates: counts.duplicate, late: counts.late, unmatched: counts.unmatched, refused: counts.refused, refusals };
     if (outcome.refused > 0) log('warn', 'events_refused', { refused: outcome.refused, first: outcome.refusals[0] });
     await this.outcomeLog.append(joined, nowMs);
     return outcome;

@@ -109,16 +109,16 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
     }))
     .post('/events', guarded((res, req) => {
       const contentType = req.getHeader('content-type');
-      attributionCall(res, metrics, attribution, maxBodyBytes, (body) => attribution!.takeEvents(body, contentType));
+      attributionCall(res, metrics, attribution, maxBodyBytes, (a, body) => a.takeEvents(body, contentType));
     }))
     .get('/results', guarded((res, req) => {
       const by = req.getQuery('by') ?? 'strategy,arm';
-      attributionCall(res, metrics, attribution, null, () => attribution!.report(resultDimensions(by)));
+      attributionCall(res, metrics, attribution, null, (a) => a.report(resultDimensions(by)));
     }))
-    .get('/controllers/bid-tuning', guarded((res) => controllerCall(res, metrics, bidTuning, null, (c) => c.state())))
+    .get('/controllers/bid-tuning', guarded((res) => attributionCall(res, metrics, bidTuning, null, (c) => c.state())))
     .post('/controllers/bid-tuning/:action', guarded((res, req) => {
       const action = req.getParameter(0);
-      controllerCall(res, metrics, bidTuning, maxBodyBytes, (c, body) => {
+      attributionCall(res, metrics, bidTuning, maxBodyBytes, (c, body) => {
         if (action !== 'on' && action !== 'off' && action !== 'run') throw new InputError('invalid_request', `no controller action "${action}" (on, off, run)`);
         const by = parseBody(applySchema, body);
         log('info', 'bid_tuning_by_hand', { action, author: by.author, message: by.message });
@@ -147,8 +147,8 @@ function bearerCheck(token: string | null): (header: string) => boolean {
 }
 
 /**
- * One book (or attribution) call: the body collected (up to `bodyLimit`; none for a GET), `work` run on it, its result answered as
- * JSON or its error as the one-line refusal it stands for. Nothing is written once the client has gone.
+ * One book (or attribution) call: the body collected (up to `bodyLimit`; none for a GET), `work` run on it, its
+ * result answered as JSON or its error as the one-line refusal it stands for. Nothing is written once the client has gone.
  */
 function bookCall(res: HttpResponse, metrics: Metrics, bodyLimit: number | null, work: (body: Buffer) => unknown, failure = 'book_history_failed'): void {
   let aborted = false;
@@ -181,21 +181,13 @@ function collectBody(res: HttpResponse, metrics: Metrics, bodyLimit: number, onB
   });
 }
 
-/** An attribution call, answered like a book call; 503 while attribution is off. */
-function attributionCall(res: HttpResponse, metrics: Metrics, attribution: Attribution | null, bodyLimit: number | null, work: (body: Buffer) => unknown): void {
-  if (attribution === null) {
-    refuse(res, metrics, '503 Service Unavailable', 'attribution_off', 'attribution is off in this engine (attribution.enabled)', false);
+/** A call on a part that exists only with attribution on, answered like a book call; 503 while it is off. */
+function attributionCall<Part>(res: HttpResponse, metrics: Metrics, part: Part | null, bodyLimit: number | null, work: (part: Part, body: Buffer) => unknown): void {
+  if (part === null) {
+    refuse(res, metrics, '503 Service Unavailable', 'attribution_off', 'attribution (and the controllers acting on it) is off in this engine (attribution.enabled)', false);
     return;
   }
-  bookCall(res, metrics, bodyLimit, work, 'attribution_failed');
-}
-
-function controllerCall(res: HttpResponse, metrics: Metrics, controller: BidTuning | null, bodyLimit: number | null, work: (controller: BidTuning, body: Buffer) => unknown): void {
-  if (controller === null) {
-    refuse(res, metrics, '503 Service Unavailable', 'attribution_off', 'controllers act on attribution, which is off in this engine (attribution.enabled)', false);
-    return;
-  }
-  bookCall(res, metrics, bodyLimit, (body) => work(controller, body), 'controller_failed');
+  bookCall(res, metrics, bodyLimit, (body) => work(part, body), 'attribution_failed');
 }
 
 /** `?by=strategy,arm`: the result dimensions to group by, in the order given. */

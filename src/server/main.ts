@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const uws = loadNativeUws();
   // Opened first: a history that cannot be read or created stops the start before the long load.
   const history = BookHistory.open(config.strategyHistory);
-  // Before the serving threads start, so that it tells the log an earlier process wrote from the one they write.
+  // Its metrics are this thread's own, added to the serving threads' at scrape time.
   const attributionMetrics = new Registry();
   const attribution = config.attribution.enabled
     ? new Attribution(config.attribution, config.decisionLog.dir, [...MEDIA_ROUTES.values()].map((a) => a.name), attributionMetrics)
