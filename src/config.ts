@@ -186,6 +186,17 @@ const configSchema = z
           })
           .strict()
           .prefault({}),
+        /** Creative shares by Thompson sampling, for strategies with creativeSampling (controllers/creative-sampling.ts). */
+        creatives: z
+          .object({
+            /** Off until a person switches it on (here, or POST /controllers/creatives/on). */
+            enabled: z.boolean().default(false),
+            intervalMinutes: z.number().min(1).max(24 * 60).default(60),
+            /** Posterior draws per look: a share moves by about 1/sqrt(draws) from chance alone. */
+            draws: z.number().int().min(100).max(1_000_000).default(10_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -194,6 +205,10 @@ const configSchema = z
   .refine((config) => !config.controllers.bidTuning.enabled || config.attribution.enabled, {
     message: 'bid tuning acts on attribution results: switch attribution on',
     path: ['controllers', 'bidTuning', 'enabled'],
+  })
+  .refine((config) => !config.controllers.creatives.enabled || config.attribution.enabled, {
+    message: 'creative sampling acts on attribution results: switch attribution on',
+    path: ['controllers', 'creatives', 'enabled'],
   })
   .refine((config) => !config.attribution.enabled || config.decisionLog.enabled, {
     message: 'attribution reads the decision log: set attribution.enabled false, or decisionLog.enabled true',
@@ -237,6 +252,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   RTA_DECISION_LOG_FLUSH_MS: { path: ['decisionLog', 'flushMillis'], kind: 'number' },
   RTA_ATTRIBUTION: { path: ['attribution', 'enabled'], kind: 'boolean' },
   RTA_BID_TUNING: { path: ['controllers', 'bidTuning', 'enabled'], kind: 'boolean' },
+  RTA_CREATIVE_SAMPLING: { path: ['controllers', 'creatives', 'enabled'], kind: 'boolean' },
   RTA_ATTRIBUTION_DIR: { path: ['attribution', 'dir'], kind: 'string' },
   RTA_ATTRIBUTION_MAX_DECISIONS: { path: ['attribution', 'maxDecisions'], kind: 'int' },
 };

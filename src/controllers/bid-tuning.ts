@@ -1,7 +1,7 @@
 import type { Attribution } from '../attribution/attribution.js';
 import type { Config } from '../config.js';
-import { log } from '../observe/log.js';
-import { StaleBook, type BookVersions } from '../strategy/versions.js';
+import type { BookVersions } from '../strategy/versions.js';
+import { BookController, type ControllerStep, type LiveBook } from './controller.js';
 
 /**
  * Bid tuning: on a schedule, each strategy with a `tuning` block gets its bid.targetValueFen moved so that its cost
@@ -17,15 +17,13 @@ import { StaleBook, type BookVersions } from '../strategy/versions.js';
 export const CONTROLLER_AUTHOR = 'controller:bid-tuning';
 
 /** What one look concluded for one strategy. */
-export interface TuningStep {
-  strategy: string;
+export interface TuningStep extends ControllerStep {
   costFen: number;
   approvals: number;
   /** The new targetValueFen, or null when the controller leaves the strategy's bids alone (see reason). */
   targetValueFen: number | null;
   /** Paused or resumed by this look. */
   switched?: 'paused' | 'resumed';
-  reason: string;
 }
 
 interface TunedStrategy {
@@ -71,7 +69,7 @@ export function tuningStep(
   const maxStep = tuning.maxStep ?? 0.1;
   const maxChange = tuning.maxChange ?? 2;
   const exponent = bid.exponent ?? 1;
-  const leave = (reason: string): TuningStep => ({ strategy: id, ...observed, targetValueFen: null, reason });
+  const leave = (reason: string): TuningStep => ({ strategy: id, changed: false, ...observed, targetValueFen: null, reason });
   if (observed.approvals < minApprovals) return leave(`${observed.approvals} approvals since the last look, fewer than minApprovals ${minApprovals}`);
   if (exponent === 0) return leave('bid.exponent is 0: its coefficients do not depend on targetValueFen');
   const cpa = observed.costFen / observed.approvals;
@@ -86,31 +84,16 @@ export function tuningStep(
   const direction = coefficientChange > 0 ? 'up' : 'down';
   return {
     strategy: id,
+    changed: true,
     ...observed,
     targetValueFen: target,
     reason: `${observedText}: targetValueFen ${bid.targetValueFen} -> ${target} (coefficients ${direction} ${Math.abs(coefficientChange * 100).toFixed(1)} %)`,
   };
 }
 
-export interface ControllerState {
-  enabled: boolean;
-  intervalMinutes: number;
-  gain: number;
-  lastLook: string | null;
-  /** The last look's conclusions, per tuned strategy. */
-  steps: TuningStep[];
-  /** The book versions it made, newest first (at most 50). */
-  actions: { time: string; book: string; message: string }[];
-}
-
-export class BidTuning {
-  private enabled: boolean;
-  private timer: NodeJS.Timeout | null = null;
+export class BidTuning extends BookController<TuningStep> {
   /** Each strategy's cost and approvals at the last look: the next look acts on what came after. */
   private seen = new Map<string, { costFen: number; approvals: number }>();
-  private lastLook: string | null = null;
-  private steps: TuningStep[] = [];
-  private readonly actions: ControllerState['actions'] = [];
   /** Looks in a row that found the strategy too costly. */
   private costlyLooks = new Map<string, number>();
   /** When the controller paused a strategy (one a person made a shadow is never resumed by it). */
@@ -118,41 +101,21 @@ export class BidTuning {
 
   constructor(
     private readonly config: Config['controllers']['bidTuning'],
-    private readonly books: BookVersions,
+    books: BookVersions,
     private readonly attribution: Attribution,
   ) {
-    this.enabled = config.enabled;
+    super('bid-tuning', CONTROLLER_AUTHOR, config, books);
   }
 
-  start(): void {
-    this.timer = setInterval(() => {
-      if (this.enabled) this.look().catch((err: Error) => log('error', 'bid_tuning_failed', { message: err.message }));
-    }, this.config.intervalMinutes * 60_000).unref();
+  protected override settings(): Record<string, unknown> {
+    return { gain: this.config.gain };
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-
-  /** A person switches it on or off; off, the schedule makes no change (a person may still ask for a look). */
-  setEnabled(enabled: boolean): ControllerState {
-    this.enabled = enabled;
-    return this.state();
-  }
-
-  state(): ControllerState {
-    return { enabled: this.enabled, intervalMinutes: this.config.intervalMinutes, gain: this.config.gain, lastLook: this.lastLook, steps: this.steps, actions: this.actions };
-  }
-
-  /** One look at every tuned strategy, now (the schedule's, or a person's); a change becomes a new book version. */
-  async look(): Promise<ControllerState> {
-    const listing = this.books.list();
-    if (listing.live === null) return this.state();
-    const book = structuredClone(this.books.show(listing.live).book) as { strategies: (TunedStrategy & { kind: string })[] };
+  protected async decide(live: LiveBook, listing: ReturnType<BookVersions['list']>, nowMs: number): Promise<TuningStep[]> {
+    const book = live as unknown as { strategies: (TunedStrategy & { kind: string })[] };
     const base = this.personsBook(listing);
     const totals = await this.attribution.strategyTotals();
     const steps: TuningStep[] = [];
-    const nowMs = Date.now();
     for (const strategy of book.strategies) {
       if (strategy.kind !== 'bid' || !strategy.tuning) continue;
       if (strategy.shadow === true) {
@@ -167,7 +130,7 @@ export class BidTuning {
       const before = this.seen.get(strategy.id);
       this.seen.set(strategy.id, now);
       if (!before) {
-        steps.push({ strategy: strategy.id, costFen: 0, approvals: 0, targetValueFen: null, reason: 'first look: counting from now' });
+        steps.push({ strategy: strategy.id, changed: false, costFen: 0, approvals: 0, targetValueFen: null, reason: 'first look: counting from now' });
         continue;
       }
       const observed = { costFen: now.costFen - before.costFen, approvals: now.approvals - before.approvals };
@@ -180,7 +143,7 @@ export class BidTuning {
         this.costlyLooks.delete(strategy.id);
         const resume = strategy.tuning.resumeAfterHours ?? 24;
         const when = resume > 0 ? `resumes in ${resume} h` : 'a person resumes it';
-        steps.push({ strategy: strategy.id, ...observed, targetValueFen: null, switched: 'paused', reason: `paused: ${costly} for ${looks} looks in a row; ${when}` });
+        steps.push({ strategy: strategy.id, changed: true, ...observed, targetValueFen: null, switched: 'paused', reason: `paused: ${costly} for ${looks} looks in a row; ${when}` });
         continue;
       }
       const baseTarget = base?.strategies.find((s) => s.id === strategy.id)?.bid.targetValueFen ?? strategy.bid.targetValueFen;
@@ -188,25 +151,7 @@ export class BidTuning {
       steps.push(step);
       if (step.targetValueFen !== null) strategy.bid.targetValueFen = step.targetValueFen;
     }
-    this.lastLook = new Date(nowMs).toISOString();
-    this.steps = steps;
-    const changes = steps.filter((s) => s.targetValueFen !== null || s.switched !== undefined);
-    if (changes.length > 0) {
-      const message = changes.map((s) => `${s.strategy}: ${s.reason}`).join('; ');
-      let applied: Record<string, unknown>;
-      try {
-        applied = await this.books.propose(book, { author: CONTROLLER_AUTHOR, message }, listing.live);
-      } catch (err) {
-        if (!(err instanceof StaleBook)) throw err;
-        // A person changed the book while this look ran: theirs stands; the next look starts from it.
-        log('warn', 'bid_tuning_skipped', { reason: err.message });
-        return this.state();
-      }
-      this.actions.unshift({ time: this.lastLook, book: String(applied.book), message });
-      this.actions.splice(50);
-      log('info', 'bid_tuning_applied', { book: applied.book, message });
-    }
-    return this.state();
+    return steps;
   }
 
   /** A strategy this controller paused, once resumeAfterHours have passed: bidding again, counted afresh. */
@@ -217,12 +162,12 @@ export class BidTuning {
     strategy.shadow = false;
     this.paused.delete(strategy.id);
     this.seen.delete(strategy.id);
-    return { strategy: strategy.id, costFen: 0, approvals: 0, targetValueFen: null, switched: 'resumed', reason: `resumed: paused ${hours} h ago (at ${new Date(pausedAt).toISOString()})` };
+    return { strategy: strategy.id, changed: true, costFen: 0, approvals: 0, targetValueFen: null, switched: 'resumed', reason: `resumed: paused ${hours} h ago (at ${new Date(pausedAt).toISOString()})` };
   }
 
   /** The book of the newest version a person put in service: the centre of the controller's bounds. */
   private personsBook(listing: ReturnType<BookVersions['list']>): { strategies: TunedStrategy[] } | null {
-    const event = listing.events.find((e) => e.result !== 'refused' && e.author !== CONTROLLER_AUTHOR);
+    const event = listing.events.find((e) => e.result !== 'refused' && !e.author.startsWith('controller:'));
     return event ? (this.books.show(event.id).book as { strategies: TunedStrategy[] }) : null;
   }
 }

@@ -37,7 +37,7 @@ export interface StrategyExplanation {
   value: { fen: number; formula: string } | null;
   /** `sent`: as sent, or for a capped or shadow strategy as it would have been. */
   coefficient: { raw: number; min: number; max: number; sent: number } | null;
-  creative: { rule: number; id: number; when: Condition | null } | null;
+  creative: { rule: number; id: number; when: Condition | null; share: number | null } | null;
 }
 
 export function explainDecision(context: BidContext, decision: Decision, reply: Record<string, unknown>, profile: ProfileSchema): Explanation {
@@ -145,7 +145,7 @@ function explainStrategies(book: StrategyBook, facts: DecisionFacts, decision: D
       arm: arm ? { experiment: arm.experiment, arm: arm.name, tag: arm.tag } : null,
       value,
       coefficient: decided && hasCoefficient(verdict) ? { raw: scratch.rawCoefficient[i]!, min: bid.minCoefficient, max: bid.maxCoefficient, sent: scratch.coefficient[i]! } : null,
-      creative: decided && hasCoefficient(verdict) ? { rule: scratch.creativeRule[i]!, id: strategy.creatives[scratch.creativeRule[i]!]!.id, when: strategy.creatives[scratch.creativeRule[i]!]!.when } : null,
+      creative: decided && hasCoefficient(verdict) ? { rule: scratch.creativeRule[i]!, ...strategy.creatives[scratch.creativeRule[i]!]! } : null,
     };
   });
 }
@@ -182,7 +182,10 @@ export function explanationText(e: Explanation): string {
     if (s.value) lines.push(`    value = ${s.value.formula} = ${fmt(s.value.fen)} fen (floor ${s.bid.minValueFen}, target ${s.bid.targetValueFen})`);
     if (s.coefficient)
       lines.push(`    coefficient = (${fmt(s.value!.fen)} / ${s.bid.targetValueFen}) ^ ${s.bid.exponent} = ${fmt(s.coefficient.raw)} -> clamp ${s.coefficient.min}..${s.coefficient.max}, round -> ${s.coefficient.sent}${s.verdict === 'taken' ? '' : ' (not sent)'}`);
-    if (s.creative) lines.push(`    creative ${s.creative.id} (rule ${s.creative.rule}${s.creative.when ? ` when ${JSON.stringify(s.creative.when)}` : ', the default'})`);
+    if (s.creative) {
+      const how = s.creative.share !== null ? `, sampled: share ${s.creative.share} among those that suit` : s.creative.when ? '' : ', the default';
+      lines.push(`    creative ${s.creative.id} (rule ${s.creative.rule}${s.creative.when ? ` when ${JSON.stringify(s.creative.when)}` : ''}${how})`);
+    }
   }
   if (e.arms.length > 0) lines.push(`arms: ${e.arms.map((a) => `${a.experiment}=${a.arm} (${a.tag})`).join(', ')}`);
   const d = e.decision;

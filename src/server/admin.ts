@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import type { Attribution } from '../attribution/attribution.js';
 import { RESULT_DIMENSIONS, type ResultDimension } from '../attribution/results.js';
-import type { BidTuning } from '../controllers/bid-tuning.js';
+import type { BookController, ControllerStep } from '../controllers/controller.js';
 import { InputError, issueText } from '../engine/errors.js';
 import { explanationText, type Explanation } from '../observe/explain.js';
 import { log } from '../observe/log.js';
@@ -36,7 +36,8 @@ export interface AdminHooks {
   /** POST /events and GET /results; null when attribution is off. */
   attribution: Attribution | null;
   /** The bid-tuning controller's routes; null when attribution is off. */
-  bidTuning: BidTuning | null;
+  /** Empty when attribution is off (the controllers act on its results). */
+  controllers: readonly BookController<ControllerStep>[];
   /** POST /explain: a media request (`media` given) or the device form (null), decided and explained. */
   explain(media: string | null, body: Buffer, contentType: string): Promise<Explanation>;
 }
@@ -50,7 +51,7 @@ const proposalSchema = z.strictObject({ book: z.record(z.string(), z.unknown()),
 /** POST /books/:id/apply. */
 const applySchema = z.strictObject(signature);
 
-export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, bidTuning, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
+export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, controllers, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
   const authorized = bearerCheck(token);
   const guarded =
     (handler: (res: HttpResponse, req: HttpRequest) => void) =>
@@ -115,14 +116,19 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
       const by = req.getQuery('by') ?? 'strategy,arm';
       attributionCall(res, metrics, attribution, null, (a) => a.report(resultDimensions(by)));
     }))
-    .get('/controllers/bid-tuning', guarded((res) => attributionCall(res, metrics, bidTuning, null, (c) => c.state())))
-    .post('/controllers/bid-tuning/:action', guarded((res, req) => {
-      const action = req.getParameter(0);
-      attributionCall(res, metrics, bidTuning, maxBodyBytes, (c, body) => {
+    .get('/controllers/:name', guarded((res, req) => {
+      const name = req.getParameter(0);
+      attributionCall(res, metrics, attribution, null, () => controllerNamed(controllers, name).state());
+    }))
+    .post('/controllers/:name/:action', guarded((res, req) => {
+      const name = req.getParameter(0);
+      const action = req.getParameter(1);
+      attributionCall(res, metrics, attribution, maxBodyBytes, (_a, body) => {
+        const controller = controllerNamed(controllers, name);
         if (action !== 'on' && action !== 'off' && action !== 'run') throw new InputError('invalid_request', `no controller action "${action}" (on, off, run)`);
         const by = parseBody(applySchema, body);
-        log('info', 'bid_tuning_by_hand', { action, author: by.author, message: by.message });
-        return action === 'run' ? c.look() : c.setEnabled(action === 'on');
+        log('info', 'controller_by_hand', { controller: name, action, author: by.author, message: by.message });
+        return action === 'run' ? controller.look() : controller.setEnabled(action === 'on');
       });
     }))
     .post('/explain', guarded((res, req) => {
@@ -190,6 +196,12 @@ function attributionCall<Part>(res: HttpResponse, metrics: Metrics, part: Part |
   bookCall(res, metrics, bodyLimit, (body) => work(part, body), 'attribution_failed');
 }
 
+function controllerNamed(controllers: readonly BookController<ControllerStep>[], name: string): BookController<ControllerStep> {
+  const controller = controllers.find((c) => c.name === name);
+  if (!controller) throw new InputError('not_found', `no controller "${name}" (${controllers.map((c) => c.name).join(', ')})`);
+  return controller;
+}
+
 /** `?by=strategy,arm`: the result dimensions to group by, in the order given. */
 function resultDimensions(text: string): ResultDimension[] {
   const by = text.split(',').filter(Boolean);
@@ -216,7 +228,10 @@ function parseBody<T>(schema: z.ZodType<T>, body: Buffer): T {
 }
 
 function refuseBookCall(res: HttpResponse, metrics: Metrics, err: Error, failure: string): void {
-  if (err instanceof InputError) refuse(res, metrics, err.reason === 'unsupported_media_type' ? '415 Unsupported Media Type' : '400 Bad Request', err.reason, err.message, false);
+  if (err instanceof InputError) {
+    const status = err.reason === 'unsupported_media_type' ? '415 Unsupported Media Type' : err.reason === 'not_found' ? '404 Not Found' : '400 Bad Request';
+    refuse(res, metrics, status, err.reason, err.message, false);
+  }
   else if (err instanceof UnknownVersion) refuse(res, metrics, '404 Not Found', 'not_found', err.message, false);
   // Whole, unlike refuse's one short line: the growth team fixes every error of a refused book in one round.
   else if (err instanceof BookRefused) reply(res, '422 Unprocessable Entity', 'text/plain', `book_refused: ${err.message}\n`);

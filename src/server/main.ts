@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { Attribution } from '../attribution/attribution.js';
 import { BidTuning } from '../controllers/bid-tuning.js';
+import { CreativeSampling } from '../controllers/creative-sampling.js';
 import { adminNeedsToken, ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
   books.recordStart();
   const reload = (target: ReloadTarget) =>
     target === 'devices' ? exclusive(() => server.reload(target)) : books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => server.reload(target));
-  const bidTuning = attribution ? new BidTuning(config.controllers.bidTuning, books, attribution) : null;
+  const controllers = attribution ? [new BidTuning(config.controllers.bidTuning, books, attribution), new CreativeSampling(config.controllers.creatives, books, attribution)] : [];
   const admin = createAdminApp(uws, {
     metrics: server.metrics,
     token: adminNeedsToken(config.server) ? config.server.adminToken! : null,
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
     reload,
     books,
     attribution,
-    bidTuning,
+    controllers,
     maxBodyBytes: config.server.adminMaxBodyBytes,
     async explain(media, body, contentType) {
       if (media !== null) return server.explain(media, body, contentType);
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
   if (config.scoring.watchManifest) watchManifest(config.scoring.manifest, () => reload('models'));
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
   attribution?.start();
-  bidTuning?.start();
+  for (const controller of controllers) controller.start();
   setInterval(() => server.refreshGauges(), 1000).unref();
   log('info', 'listening', {
     media: `http://${config.server.host}:${server.port}`,
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
     server.metrics.ready.set(0);
     log('info', 'stopping', { signal });
     attribution?.stop();
-    bidTuning?.stop();
+    for (const controller of controllers) controller.stop();
     const unfinished = await server.stop();
     uws.us_listen_socket_close(adminSocket);
     log(unfinished > 0 ? 'warn' : 'info', 'stopped', { unfinished });

@@ -3,7 +3,7 @@ import type { AdAdjustment, CandidateAd, StrategyDecision } from '../engine/type
 import type { ProfileSchema } from '../store/profile-schema.js';
 import { compileCondition, deviceRequirements, splitByStage, sufficientBeforeScoring, type CompiledCondition, type ConditionScope, type DeviceRequirements } from './conditions.js';
 import type { DeviceView } from './device-view.js';
-import { compileLayers, type CompiledArm, type CompiledLayer } from './experiments.js';
+import { BUCKETS, compileLayers, saltedBucket, saltState, type CompiledArm, type CompiledLayer } from './experiments.js';
 import { compileValueFormula, type ValueFormula } from './value-formula.js';
 import { MEDIA_CLIENTS } from '../media/clients.js';
 import { bookVersion } from './versions.js';
@@ -28,6 +28,14 @@ interface CompiledCreative {
   condition: CompiledCondition | null;
 }
 
+/** A strategy's creative sampling: its salt's hash state and each creative's share (see chooseCreative). */
+interface CreativeSampling {
+  saltState: number;
+  shares: Float64Array;
+  /** This request's share of each creative that suits the device, 0 for the others. */
+  weights: Float64Array;
+}
+
 interface CompiledBidStrategy {
   id: string;
   beforeScoring: CompiledCondition;
@@ -48,6 +56,7 @@ interface CompiledBidStrategy {
   /** The bid under each arm that overrides it (base bid + the arm's fields). */
   bidByArm: ReadonlyMap<CompiledArm, BidParams>;
   creatives: CompiledCreative[];
+  sampling: CreativeSampling | null;
   preferredCreativeBoost: number;
   templateFactors: ReadonlyMap<number, number>;
 }
@@ -189,7 +198,8 @@ export interface StrategyOutline {
   priority: number;
   bid: BidParams;
   value: ValueFormula | null;
-  creatives: { id: number; when: Condition | null }[];
+  /** `share`: the creative's weight under creative sampling; null without it (first match wins). */
+  creatives: { id: number; when: Condition | null; share: number | null }[];
 }
 
 export class StrategyBook {
@@ -283,6 +293,13 @@ export class StrategyBook {
           id: c.id,
           condition: c.when ? compileCondition(c.when, scope, `${where}.creatives[${j}].when`, problems) : null,
         })),
+        sampling: s.creativeSampling
+          ? {
+              saltState: saltState(`creative:${s.id}`),
+              shares: Float64Array.from(s.creatives, (c) => c.share ?? 1 / s.creatives.length),
+              weights: new Float64Array(s.creatives.length),
+            }
+          : null,
         preferredCreativeBoost: s.secondRequest.preferredCreativeBoost,
         templateFactors: new Map(Object.entries(s.secondRequest.templateFactors).map(([k, v]) => [Number(k), v])),
       };
@@ -330,7 +347,7 @@ export class StrategyBook {
         priority: written.priority,
         bid: compiled.bid,
         value: compiled.value,
-        creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: written.creatives[j]!.when ?? null })),
+        creatives: compiled.creatives.map((c, j) => ({ id: c.id, when: written.creatives[j]!.when ?? null, share: compiled.sampling ? compiled.sampling.shares[j]! : null })),
       };
     });
   }
@@ -439,7 +456,7 @@ export class StrategyBook {
       scratch.rawCoefficient[i] = rawCoefficient;
       const coefficient = roundCoefficient(clamp(rawCoefficient, bid.minCoefficient, bid.maxCoefficient));
       scratch.coefficient[i] = coefficient;
-      const rule = imposedCreative !== 0 ? strategy.creatives.findIndex((c) => c.id === imposedCreative) : chooseCreative(strategy, view);
+      const rule = imposedCreative !== 0 ? strategy.creatives.findIndex((c) => c.id === imposedCreative) : chooseCreative(strategy, view, key, keyOffset);
       scratch.creativeRule[i] = rule;
       scratch.creativeId[i] = strategy.creatives[rule]!.id;
       if (strategy.shadow) continue;
@@ -547,9 +564,28 @@ export class StrategyBook {
   }
 }
 
-/** The index of the first creative rule that holds for the device (the last has no condition). */
-function chooseCreative(strategy: CompiledBidStrategy, view: DeviceView): number {
-  const { creatives } = strategy;
+/**
+ * The index of the first creative rule that holds for the device (the last has no condition); with creative
+ * sampling, one of those that hold, by their shares, from a hash of the device key: the same device gets the same
+ * creative while the shares stay, so the media's cached answer and explain agree with the log.
+ */
+function chooseCreative(strategy: CompiledBidStrategy, view: DeviceView, key: Uint8Array, keyOffset: number): number {
+  const { creatives, sampling } = strategy;
+  if (sampling !== null) {
+    let total = 0;
+    for (let i = 0; i < creatives.length; i++) {
+      const suits = creatives[i]!.condition === null || creatives[i]!.condition!.test(view);
+      sampling.weights[i] = suits ? sampling.shares[i]! : 0;
+      total += sampling.weights[i]!;
+    }
+    if (total > 0) {
+      let draw = ((saltedBucket(sampling.saltState, key, keyOffset) + 0.5) / BUCKETS) * total;
+      for (let i = 0; i < creatives.length; i++) {
+        draw -= sampling.weights[i]!;
+        if (draw < 0) return i;
+      }
+    }
+  }
   for (let i = 0; i < creatives.length - 1; i++) if (creatives[i]!.condition === null || creatives[i]!.condition!.test(view)) return i;
   return creatives.length - 1;
 }

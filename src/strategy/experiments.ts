@@ -61,8 +61,17 @@ function fnv1a(state: number, bytes: Uint8Array, from: number, to: number): numb
 
 /** Bucket 0..9999 of a device key under a salt. Exposed so tools and tests can predict a device's arm. */
 export function experimentBucket(salt: string, key: Uint8Array, offset = 0): number {
+  return saltedBucket(saltState(salt), key, offset);
+}
+
+/** The hash state after a salt: computed once at book load, so a request hashes only the key. */
+export function saltState(salt: string): number {
   const saltBytes = new TextEncoder().encode(salt);
-  return finishBucket(fnv1a(fnv1a(FNV_OFFSET, saltBytes, 0, saltBytes.length), key, offset, offset + 16));
+  return fnv1a(FNV_OFFSET, saltBytes, 0, saltBytes.length);
+}
+
+export function saltedBucket(state: number, key: Uint8Array, offset: number): number {
+  return finishBucket(fnv1a(state, key, offset, offset + 16));
 }
 
 /** FNV-1a alone is weak in its low bits; a final avalanche (murmur3 fmix) makes the modulo fair. */

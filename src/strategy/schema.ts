@@ -102,7 +102,17 @@ export const bidSchema = z
 const bidOverrideSchema = z.object(bidFields).partial().strict();
 export type BidParams = z.infer<typeof bidSchema>;
 
-const creativeSchema = z.object({ id: z.number().int().positive(), when: conditionSchema.optional() }).strict();
+const creativeSchema = z
+  .object({
+    id: z.number().int().positive(),
+    when: conditionSchema.optional(),
+    /**
+     * With the strategy's creativeSampling: this creative's weight among those whose `when` holds for a device
+     * (equal weights where absent). Written by the creative controller from Thompson sampling, or by a person.
+     */
+    share: z.number().min(0).max(1).optional(),
+  })
+  .strict();
 
 const strategyId = z
   .string()
@@ -192,6 +202,20 @@ const bidStrategySchema = z
           else ctx.addIssue({ code: 'custom', path: [j, 'id'], message: `creative id ${creative.id} is listed twice (also creatives[${first}])` });
         }
       }),
+    /**
+     * Creative choice by Thompson sampling (controllers/creative-sampling.ts): every creative whose `when` holds is
+     * a candidate, and each device gets one of them by the creatives' shares (stable per device and share), which
+     * the controller moves toward each creative's chance of being the best at approvals per impression.
+     */
+    creativeSampling: z
+      .object({
+        /** No creative's share falls below this, so every one keeps being tried (0.05: 5 %). */
+        floorShare: z.number().min(0).max(0.5).default(0.05),
+        /** Impressions of a strategy's creatives since the start of the results before the controller moves shares. */
+        minImpressions: z.number().int().min(1).default(200),
+      })
+      .strict()
+      .optional(),
     secondRequest: z
       .object({
         /** Extra factor for the creative we would have chosen for this device. */

@@ -3,18 +3,19 @@ import { parseArgs } from 'node:util';
 import type { AttributionReport, EventsOutcome } from '../attribution/attribution.js';
 import { EVENT_KINDS } from '../attribution/events.js';
 import type { ResultRow } from '../attribution/results.js';
-import type { ControllerState } from '../controllers/bid-tuning.js';
+import type { ControllerState } from '../controllers/controller.js';
 import { ADMIN_OPTIONS, adminCall } from './admin-call.js';
 
 /**
  * `rta events FILE`: posts outcome events to the admin port; `rta report`: what the decisions led to, per strategy
- * and arm (or any grouping of strategy, arm, creative, book), from the admin port's /results; `rta tuning`: the
- * bid-tuning controller.
+ * and arm (or any grouping of strategy, arm, creative, book), from the admin port's /results; `rta tuning` and
+ * `rta creatives`: the controllers.
  */
 export const REPORT_USAGE = `  rta events FILE|- [--protobuf]                  outcome events (JSON Lines, or an EventBatch) to POST /events
   rta report [--by strategy,arm] [--format text|json]   results per strategy and arm: takes, funnel, cost per approved
              [--admin http://127.0.0.1:8081] [--token T]
-  rta tuning [status | run | on | off --author A --message M]   the bid-tuning controller: its last look and changes`;
+  rta tuning [status | run | on | off --author A --message M]      the bid-tuning controller: its last look and changes
+  rta creatives [status | run | on | off --author A --message M]   the creative-sampling controller, the same way`;
 
 export class ReportUsageError extends Error {}
 
@@ -64,16 +65,21 @@ export function reportTable(rows: ResultRow[], by: string[]): string {
   return [format(header), ...lines.map(format)].join('\n');
 }
 
-export async function tuningCommand(args: string[]): Promise<void> {
+/** `rta tuning` and `rta creatives`: one controller's last look and changes, or a person's on, off or run. */
+export async function controllerCommand(name: 'bid-tuning' | 'creatives', args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...ADMIN_OPTIONS, author: { type: 'string' }, message: { type: 'string' } } });
   const action = positionals[0] ?? 'status';
-  let state: ControllerState;
-  if (action === 'status') state = (await adminCall(values, 'GET', '/controllers/bid-tuning')) as ControllerState;
+  let state: ControllerState & Record<string, unknown>;
+  if (action === 'status') state = (await adminCall(values, 'GET', `/controllers/${name}`)) as typeof state;
   else if (action === 'run' || action === 'on' || action === 'off') {
     if (!values.author || !values.message) throw new ReportUsageError('say who and why: --author and --message are required');
-    state = (await adminCall(values, 'POST', `/controllers/bid-tuning/${action}`, { author: values.author, message: values.message })) as ControllerState;
-  } else throw new ReportUsageError(`unknown tuning action "${action}" (status, run, on, off)`);
-  console.log(`bid tuning ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min, gain ${state.gain}; last look ${state.lastLook ?? 'never'}`);
-  for (const step of state.steps) console.log(`  ${step.strategy}: ${step.switched ?? (step.targetValueFen === null ? 'left alone' : 'changed')}: ${step.reason}`);
+    state = (await adminCall(values, 'POST', `/controllers/${name}/${action}`, { author: values.author, message: values.message })) as typeof state;
+  } else throw new ReportUsageError(`unknown action "${action}" (status, run, on, off)`);
+  const setting = name === 'bid-tuning' ? `gain ${state.gain}` : `${state.draws} draws`;
+  console.log(`${name} ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min, ${setting}; last look ${state.lastLook ?? 'never'}`);
+  for (const step of state.steps) {
+    const switched = (step as { switched?: string }).switched;
+    console.log(`  ${step.strategy}: ${switched ?? (step.changed ? 'changed' : 'left alone')}: ${step.reason}`);
+  }
   for (const a of state.actions) console.log(`  ${a.time}  book ${a.book}  ${a.message}`);
 }

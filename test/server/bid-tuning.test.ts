@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { ControllerState } from '../../src/controllers/bid-tuning.js';
+import type { ControllerState } from '../../src/controllers/controller.js';
 import type { Listing } from '../../src/strategy/versions.js';
 import { DECISIONS_ENV, REPO_ROOT, startEngine, type EngineProcess } from '../support/engine-process.js';
-import { loadPersonas, post, requestFor, send, tencent, waitForMetric } from '../support/rta-client.js';
+import { adminJson, loadPersonas, post, requestFor, send, tencent, waitForMetric } from '../support/rta-client.js';
 
 /**
  * The bid-tuning controller on a real engine: prime prospects taken by acq_prime_new cost five times its target
@@ -20,12 +20,7 @@ describe('bid tuning', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rta-bid-tuning-'));
   let engine: EngineProcess;
   let requests = 0;
-  const admin = async <T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => {
-    const response = await fetch(`${engine.adminUrl}${path}`, { method, body: body === undefined ? null : JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
-    const text = await response.text();
-    if (!response.ok) throw new Error(`${path}: ${response.status} ${text}`);
-    return JSON.parse(text) as T;
-  };
+  const admin = <T>(method: 'GET' | 'POST', path: string, body?: unknown) => adminJson<T>(engine, method, path, body);
   const coefficient = async () => {
     const { decoded } = await send(engine, tencent, requestFor(prime, { requestId: `tune-${++requests}` }));
     return (decoded.target_infos as { out_target_id: string; user_weight_factor: number }[]).find((t) => t.out_target_id === 'acq_prime_new')!.user_weight_factor;
@@ -104,6 +99,6 @@ describe('bid tuning', () => {
     expect((await admin<ControllerState>('POST', '/controllers/bid-tuning/off', signature)).enabled).toBe(false);
     const unsigned = await post(`${engine.adminUrl}/controllers/bid-tuning/on`, '{}', 'application/json');
     expect([unsigned.status, unsigned.text]).toEqual([400, 'invalid_request: author: Invalid input: expected string, received undefined\n']);
-    expect(engine.output()).toContain('"event":"bid_tuning_by_hand","action":"on","author":"ana"');
+    expect(engine.output()).toContain('"event":"controller_by_hand","controller":"bid-tuning","action":"on","author":"ana"');
   });
 });

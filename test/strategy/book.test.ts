@@ -123,6 +123,31 @@ describe('creative choice', () => {
     expect(creativeFor(Os.ANDROID, 0.75)).toBe(11);
     expect(creativeFor(Os.IOS, 0.75)).toBe(11);
   });
+
+  test('with creative sampling, devices split by share among the creatives that suit them, each device always the same', () => {
+    const sampled = [{ id: 21, when: { os: ['ios'] }, share: 0.2 }, { id: 22, share: 0.5 }, { id: 23, share: 0.3 }];
+    const sampling = buildBook({ strategies: [bidStrategy('s', { targetValueFen: 1000, lossGivenDefaultFen: 16000 }, { creatives: sampled, creativeSampling: {} })] });
+    const counts = (os: number) => {
+      const seen = new Map<number, number>();
+      for (let i = 0; i < 4000; i++) {
+        const id = strategyDecision(sampling, { os, scores: SCORES }, 's', { key: md5Key(`device ${i}`) })!.creativeId;
+        seen.set(id, (seen.get(id) ?? 0) + 1);
+      }
+      return seen;
+    };
+    const ios = counts(Os.IOS);
+    expect(ios.get(21)! / 4000).toBeCloseTo(0.2, 1);
+    expect(ios.get(22)! / 4000).toBeCloseTo(0.5, 1);
+    // An Android device does not suit creative 21: the others share its devices by 0.5 : 0.3.
+    const android = counts(Os.ANDROID);
+    expect(android.get(21)).toBeUndefined();
+    expect(android.get(22)! / 4000).toBeCloseTo(0.625, 1);
+    const key = md5Key('device 7');
+    expect(new Set([1, 2, 3].map(() => strategyDecision(sampling, { os: Os.IOS, scores: SCORES }, 's', { key })!.creativeId)).size).toBe(1);
+    // Without creativeSampling, the same shares are ignored: the first creative that suits wins.
+    const unsampled = buildBook({ strategies: [bidStrategy('s', { targetValueFen: 1000, lossGivenDefaultFen: 16000 }, { creatives: sampled })] });
+    expect(strategyDecision(unsampled, { os: Os.ANDROID, scores: SCORES }, 's', { key })!.creativeId).toBe(22);
+  });
 });
 
 describe('exclusions and screening', () => {

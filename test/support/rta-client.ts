@@ -240,3 +240,11 @@ export function manifestModelVersion(): string {
   const manifest = JSON.parse(readFileSync(resolve(REPO_ROOT, 'data/models/manifest.json'), 'utf8')) as { models: Array<{ name: string; version: string }> };
   return manifest.models.map((m) => `${m.name}@${m.version}`).join(',');
 }
+
+/** A JSON admin call that must succeed: its parsed answer (an error naming the status and body otherwise). */
+export async function adminJson<T>(engine: EngineProcess, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${engine.adminUrl}${path}`, { method, body: body === undefined ? null : JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${text}`);
+  return JSON.parse(text) as T;
+}
