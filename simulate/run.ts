@@ -17,6 +17,7 @@ const { values } = parseArgs({
     devices: { type: 'string', default: '200000' },
     'impressions-per-day': { type: 'string', default: '20000' },
     'look-every-hours': { type: 'string', default: '6' },
+    'hour-millis': { type: 'string', default: '500' },
     name: { type: 'string', default: 'latest' },
   },
 });
@@ -30,6 +31,7 @@ const simulation = await simulate({
   devices: Number(values.devices),
   impressionsPerDay: Number(values['impressions-per-day']),
   lookEveryHours: Number(values['look-every-hours']),
+  hourMillis: Number(values['hour-millis']),
   onProgress(scenario, hour, total) {
     if (scenario !== current) {
       if (current !== '') bar.stop();
@@ -50,8 +52,8 @@ console.log(`\nwrote simulate/results/${values.name}.json and .svg`);
 
 function report(sim: Simulation): string {
   const yuan = (fen: number) => (Number.isFinite(fen) ? (fen / 100).toFixed(2) : '-');
-  const { seed, days: d, devices, impressionsPerDay, lookEveryHours } = sim.options;
-  const lines = [`seed ${seed}, ${d} days, ${devices} known devices (+30 % unknown), ${impressionsPerDay} impressions offered a day, controllers every ${lookEveryHours} h`, ''];
+  const { seed, days: d, devices, impressionsPerDay, lookEveryHours, hourMillis } = sim.options;
+  const lines = [`seed ${seed}, ${d} days, ${devices} known devices (+30 % unknown), ${impressionsPerDay} impressions offered a day, controllers and learner every ${lookEveryHours} h, an hour at least ${hourMillis} ms`, ''];
   lines.push(['day', ...SCENARIOS.map((s) => `${s}: spend, approved, yuan/approved, default %`)].join(' | '));
   for (let day = 0; day < d; day++) {
     const cells = SCENARIOS.map((s) => {
@@ -66,5 +68,9 @@ function report(sim: Simulation): string {
     const t = totals(r.days);
     lines.push(`| ${s} | ${yuan(t.spendFen)} | ${t.impressions} | ${t.approved} | ${yuan(t.costPerApprovedFen)} | ${(t.defaultShare * 100).toFixed(1)} % | ${r.unmatchedEvents} | ${r.controllerChanges} |`);
   }
+  const published = sim.scenarios['full loop'].learningLooks.filter((l) => l.result === 'published');
+  lines.push('', `full loop learner: ${published.length} versions published`);
+  const when = (hour: number) => `day ${Math.floor((hour - 1) / 24) + 1} hour ${(hour - 1) % 24 + 1}`;
+  for (const l of [published[0], published.at(-1)]) if (l) lines.push(`  ${when(l.hour)}: ${l.version}: ${l.reason}`);
   return lines.join('\n');
 }

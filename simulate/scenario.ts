@@ -12,8 +12,13 @@ import type { Market, Person } from './world.js';
 export interface Engine {
   mediaUrl: string;
   adminUrl: string;
-  /** The controllers look every this many simulated hours (the loop); null leaves them alone. */
+  /** The controllers and the learner look every this many simulated hours (the loop); null leaves them alone. */
   lookEveryHours: number | null;
+  /**
+   * A simulated hour lasts at least this long in real time: the engine's clocks (the learner's labelAfterSeconds)
+   * run in real time, so simulated hours must pass at a steady pace, whatever the machine's speed.
+   */
+  hourMillis: number;
 }
 
 export interface DayResult {
@@ -32,9 +37,12 @@ export interface ScenarioResult {
   /** Events the engine's attribution could not join (should be 0: every event has a real decision). */
   unmatchedEvents: number;
   requests: number;
+  /** Book versions the controllers made, and model versions the learner published. */
   controllerChanges: number;
   /** The engine's own view at the end, per strategy (GET /results): what attribution joined. */
   engineView: { strategy: string; takes: number; costFen: number; approved: number }[];
+  /** The learner's looks, by the simulated hour they were made at (the loop only). */
+  learningLooks: { hour: number; result: string; version: string; reason: string }[];
 }
 
 export interface ScenarioOptions {
@@ -80,12 +88,13 @@ export async function runScenario(market: Market, engine: Engine | null, options
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   const days: DayResult[] = [];
   const pending: PendingEvent[] = [];
-  const result: ScenarioResult = { days, unmatchedEvents: 0, requests: 0, controllerChanges: 0, engineView: [] };
+  const result: ScenarioResult = { days, unmatchedEvents: 0, requests: 0, controllerChanges: 0, engineView: [], learningLooks: [] };
   const totalHours = options.days * 24;
   for (let hour = 0; hour < totalHours; hour++) {
     const day = Math.floor(hour / 24);
     if (hour % 24 === 0) days.push({ day: day + 1, impressions: 0, spendFen: 0, clicks: 0, applications: 0, approved: 0, defaulting: 0 });
     const today = days[day]!;
+    const hourStarted = Date.now();
     const impressions = drawHour(market, hour, Math.round(options.impressionsPerDay * HOURLY_SHARE[hour % 24]!));
     const bids = engine ? await askEngine(engine, agent, impressions, hour) : impressions.map((imp) => noRtaBid(imp, options.defaultCreatives));
     result.requests += engine ? impressions.length : 0;
@@ -119,7 +128,9 @@ export async function runScenario(market: Market, engine: Engine | null, options
     }
     if (engine) {
       result.unmatchedEvents += await postDueEvents(engine, agent, pending, (hour + 1) * HOUR_MS);
-      if (engine.lookEveryHours !== null && (hour + 1) % engine.lookEveryHours === 0) result.controllerChanges += await look(engine, agent, hour + 1);
+      if (engine.lookEveryHours !== null && (hour + 1) % engine.lookEveryHours === 0) result.controllerChanges += await look(engine, agent, hour + 1, result.learningLooks);
+      const rest = hourStarted + engine.hourMillis - Date.now();
+      if (rest > 0) await new Promise((resolve) => setTimeout(resolve, rest));
     }
     options.onHour?.(hour + 1, totalHours);
   }
@@ -220,14 +231,18 @@ async function postDueEvents(engine: Engine, agent: Agent, pending: PendingEvent
   return outcome.unmatched;
 }
 
-/** Asks every controller for a look, as their schedule would; returns how many strategies they changed. */
-async function look(engine: Engine, agent: Agent, hour: number): Promise<number> {
+/** Asks every controller and the learner for a look, as their schedules would; counts the changes they made. */
+async function look(engine: Engine, agent: Agent, hour: number, learningLooks: ScenarioResult['learningLooks']): Promise<number> {
   const body = Buffer.from(JSON.stringify({ author: 'simulator', message: `simulated hour ${hour}` }));
   let changed = 0;
   for (const controller of ['bid-tuning', 'creatives']) {
     const state = JSON.parse((await post(agent, `${engine.adminUrl}/controllers/${controller}/run`, body, 'application/json')).toString()) as { steps: { changed: boolean }[] };
     changed += state.steps.filter((s) => s.changed).length;
   }
+  const learning = JSON.parse((await post(agent, `${engine.adminUrl}/learning/run`, body, 'application/json')).toString()) as { lastLook: { result: string; version: string; reason: string } };
+  const { result, version, reason } = learning.lastLook;
+  learningLooks.push({ hour, result, version, reason });
+  if (result === 'published') changed++;
   return changed;
 }
 

@@ -8,7 +8,7 @@ import { Market } from './world.js';
 
 /**
  * The market simulation: the same seeded market met three ways, no RTA, the static demo book, and the full loop
- * (the demo book with targets, attribution and the controllers), each engine a real server on its own population
+ * (the demo book with targets, attribution, the controllers and online learning), each engine a real server on its own population
  * snapshot, fed by real requests and real events.
  */
 
@@ -20,8 +20,10 @@ export interface SimulationOptions {
   days: number;
   devices: number;
   impressionsPerDay: number;
-  /** The controllers look every this many simulated hours. */
+  /** The controllers and the learner look every this many simulated hours. */
   lookEveryHours: number;
+  /** Real milliseconds a simulated hour lasts at least (see Engine.hourMillis). */
+  hourMillis: number;
   onProgress?: (scenario: ScenarioName, hour: number, totalHours: number) => void;
 }
 
@@ -87,11 +89,13 @@ export async function simulate(options: SimulationOptions): Promise<Simulation> 
           engine: { scoreDeadlineMicros: 50_000 },
           decisionLog: { flushMillis: 20 },
           attribution: { followMillis: 20 },
+          // An application without its approval a simulated day later is a negative example.
+          ...(name === 'full loop' ? { learning: { enabled: true, dir: join(dir, 'learning'), labelAfterSeconds: (24 * options.hourMillis) / 1000, minExamples: 100 } } : {}),
         }),
       );
       const server = await startServer('engine', { cpus: null, engineEnv: { RTA_CONFIG: configFile }, cpuProfileDir: null });
       try {
-        const engine = { mediaUrl: server.mediaUrl, adminUrl: server.adminUrl!, lookEveryHours: name === 'full loop' ? options.lookEveryHours : null };
+        const engine = { mediaUrl: server.mediaUrl, adminUrl: server.adminUrl!, lookEveryHours: name === 'full loop' ? options.lookEveryHours : null, hourMillis: options.hourMillis };
         scenarios[name] = await runScenario(market, engine, scenario);
       } finally {
         await server.stop();

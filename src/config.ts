@@ -158,7 +158,7 @@ const configSchema = z
         /** Events this long after their decision are dropped, counted (late). */
         windowDays: z.number().min(1 / 24).max(90).default(7),
         /**
-         * Taken decisions remembered in this process (about 144 bytes each, README "Attribution"); past it the
+         * Taken decisions remembered in this process (about 160 bytes each, README "Attribution"); past it the
          * oldest are forgotten, counted, and their events come back unmatched.
          */
         maxDecisions: z.number().int().min(1000).max(50_000_000).default(1_000_000),
@@ -170,6 +170,37 @@ const configSchema = z
         lowRiskBelow: z.number().min(0).max(1).default(0.05),
         /** Rows of results (strategy x arm x creative x book version) kept; further ones are summed into one overflow row. */
         maxResultRows: z.number().int().min(100).max(10_000_000).default(100_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Online learning of one logistic model from joined outcomes (learning/online-learning.ts). */
+    learning: z
+      .object({
+        /** Off until switched on: learns, and publishes on its schedule; POST /learning/off stops the schedule only. */
+        enabled: z.boolean().default(false),
+        /** The manifest's logistic-json model it learns: approve, P(approved | applied), from applications and approvals. */
+        model: z.string().min(1).default('approve'),
+        intervalMinutes: z.number().min(1).max(24 * 60).default(60),
+        /** An application without its approval this long after it came is a negative example. */
+        labelAfterSeconds: z.number().min(1).max(30 * 86_400).default(86_400),
+        /** New examples since the last published version below which no new version is published. */
+        minExamples: z.number().int().min(1).default(200),
+        /** Applications waiting for their label, at most (the oldest go first). */
+        maxPending: z.number().int().min(100).max(10_000_000).default(100_000),
+        /** Published versions: each a model file, a manifest and a line of figures in versions.jsonl. */
+        dir: z.string().default('data/learning'),
+        ftrl: z
+          .object({
+            alpha: z.number().positive().default(0.05),
+            beta: z.number().min(0).default(1),
+            l1: z.number().min(0).default(1),
+            l2: z.number().min(0).default(1),
+            maxCorrection: z.number().positive().max(10).default(2),
+            /** Most recent examples on which the learned model and the one in service are compared. */
+            holdout: z.number().int().min(50).max(1_000_000).default(2000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -205,6 +236,10 @@ const configSchema = z
   .refine((config) => !config.controllers.bidTuning.enabled || config.attribution.enabled, {
     message: 'bid tuning acts on attribution results: switch attribution on',
     path: ['controllers', 'bidTuning', 'enabled'],
+  })
+  .refine((config) => !config.learning.enabled || (config.attribution.enabled && config.store.kind === 'embedded'), {
+    message: 'online learning labels attribution outcomes with profiles from the embedded store: switch attribution on and use store.kind "embedded"',
+    path: ['learning', 'enabled'],
   })
   .refine((config) => !config.controllers.creatives.enabled || config.attribution.enabled, {
     message: 'creative sampling acts on attribution results: switch attribution on',
@@ -253,6 +288,8 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   RTA_ATTRIBUTION: { path: ['attribution', 'enabled'], kind: 'boolean' },
   RTA_BID_TUNING: { path: ['controllers', 'bidTuning', 'enabled'], kind: 'boolean' },
   RTA_CREATIVE_SAMPLING: { path: ['controllers', 'creatives', 'enabled'], kind: 'boolean' },
+  RTA_LEARNING: { path: ['learning', 'enabled'], kind: 'boolean' },
+  RTA_LEARNING_DIR: { path: ['learning', 'dir'], kind: 'string' },
   RTA_ATTRIBUTION_DIR: { path: ['attribution', 'dir'], kind: 'string' },
   RTA_ATTRIBUTION_MAX_DECISIONS: { path: ['attribution', 'maxDecisions'], kind: 'int' },
 };
@@ -320,5 +357,6 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   config.strategies = fromRoot(config.strategies);
   config.strategyHistory = fromRoot(config.strategyHistory);
   config.decisionLog.dir = fromRoot(config.decisionLog.dir);
+  config.learning.dir = fromRoot(config.learning.dir);
   return config;
 }

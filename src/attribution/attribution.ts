@@ -4,7 +4,7 @@ import { log } from '../observe/log.js';
 import { Verdict } from '../strategy/book.js';
 import { parseEventBatch, type OutcomeEvent, type RefusedEvent } from './events.js';
 import { DecisionLogFollower } from './follower.js';
-import { DecisionMemory, type NewTake } from './memory.js';
+import { DecisionMemory, type DecidedDevice, type NewTake } from './memory.js';
 import { OutcomeLog } from './outcome-log.js';
 import { scanDecisionRecord, scannedRecord, scoreAt } from './record-scan.js';
 import { AttributionResults, type ResultDimension, type ResultRow } from './results.js';
@@ -30,6 +30,13 @@ export interface EventsOutcome {
   refused: number;
   /** The first refusals, with their line and reason. */
   refusals: RefusedEvent[];
+}
+
+/** An event joined to its take, with the device the decision was for (null when the request had no usable id). */
+export interface JoinedOutcome {
+  event: OutcomeEvent;
+  strategyId: string;
+  device: DecidedDevice | null;
 }
 
 export interface AttributionReport {
@@ -62,6 +69,8 @@ export class Attribution {
   private readonly outcomes: Counter<'result'>;
   private readonly refusedEvents: Counter<'reason'>;
   private recordsRead = 0;
+  /** Hears each event joined from a POST (not the start's replay): the online learner's labels. */
+  outcomeListener: ((outcome: JoinedOutcome) => void) | null = null;
   private firstDecisionMs: number | null = null;
   private ready: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -165,7 +174,10 @@ export class Attribution {
     for (const refusal of batch.refused) refuse(refusal);
     const joined: { event: OutcomeEvent; strategyId: string }[] = [];
     for (const event of batch.events) {
-      const result = this.join(event, nowMs, (strategyId) => joined.push({ event, strategyId }));
+      const result = this.join(event, nowMs, (strategyId, decision) => {
+        joined.push({ event, strategyId });
+        this.outcomeListener?.({ event, strategyId, device: this.memory.deviceOf(decision) });
+      });
       if (typeof result === 'object') refuse({ line: event.line, ...result });
       else counts[result]++;
     }
@@ -220,11 +232,12 @@ export class Attribution {
       if (taken) takes.push({ strategyId: r.strategyIds[i]!, arm: r.armNames[i]!, creativeId: r.creativeIds[i]! });
     }
     if (takes.length === 0 || r.timeMs < Date.now() - this.windowMs) return;
-    this.memory.remember(r.media, r.traceId, r.timeMs, scoreAt(bytes, r, this.riskIndexOf(r.modelVersion)), r.bookVersion, takes);
+    const device = r.deviceKeyAt < 0 ? null : { keys: bytes, at: r.deviceKeyAt, known: r.known, os: r.os };
+    this.memory.remember(r.media, r.traceId, r.timeMs, scoreAt(bytes, r, this.riskIndexOf(r.modelVersion)), r.bookVersion, takes, device);
   }
 
-  /** Joins one event; `onJoined` hears which strategy's take it joined. */
-  private join(event: OutcomeEvent, nowMs: number, onJoined: (strategyId: string) => void): JoinResult {
+  /** Joins one event; `onJoined` hears which strategy's take it joined, and the decision's sequence number. */
+  private join(event: OutcomeEvent, nowMs: number, onJoined: (strategyId: string, decision: number) => void): JoinResult {
     const decision = this.memory.find(event.media, event.traceId);
     if (decision < 0) return event.timeMs < nowMs - this.windowMs ? 'late' : 'unmatched';
     const decidedMs = this.memory.timeOf(decision);
@@ -237,7 +250,7 @@ export class Attribution {
     const take = this.memory.take(decision, t);
     const lowRisk = this.memory.riskOf(decision) < this.config.lowRiskBelow;
     this.results.countEvent(take.strategyId, take.arm, take.creativeId, this.memory.bookOf(decision), event.kind, event.costFen, event.valueFen, lowRisk);
-    onJoined(take.strategyId);
+    onJoined(take.strategyId, decision);
     return 'joined';
   }
 

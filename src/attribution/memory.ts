@@ -17,6 +17,19 @@ export interface NewTake {
 
 export type ForgetReason = 'expired' | 'full';
 
+/** The device a decision was for, as its record had it: the online learner looks its profile up by the key. */
+export interface DecidedDevice {
+  /** 16 bytes at `at`; the key bytes are the memory's own, valid until the next decision is remembered. */
+  keys: Uint8Array;
+  at: number;
+  known: boolean;
+  os: number;
+}
+
+const DEVICE_KEY_BYTES = 16;
+const HAS_KEY = 1;
+const KNOWN = 2;
+
 export class DecisionMemory {
   readonly names = new Names();
   /** Per media, trace id -> sequence number. */
@@ -25,6 +38,9 @@ export class DecisionMemory {
   private readonly traceIds: (string | undefined)[];
   private readonly timeMs: Float64Array;
   private readonly risk: Float32Array;
+  private readonly deviceKeys: Uint8Array;
+  /** HAS_KEY and KNOWN bits, the OS number above them. */
+  private readonly deviceBits: Uint8Array;
   private readonly book: Uint32Array;
   private readonly takeCount: Uint8Array;
   private readonly strategy: Uint32Array;
@@ -46,6 +62,8 @@ export class DecisionMemory {
     this.traceIds = new Array<string | undefined>(capacity);
     this.timeMs = new Float64Array(capacity);
     this.risk = new Float32Array(capacity);
+    this.deviceKeys = new Uint8Array(capacity * DEVICE_KEY_BYTES);
+    this.deviceBits = new Uint8Array(capacity);
     this.book = new Uint32Array(capacity);
     this.takeCount = new Uint8Array(capacity);
     this.strategy = new Uint32Array(capacity * INLINE_TAKES);
@@ -58,7 +76,7 @@ export class DecisionMemory {
    * A second decision under the same trace id (a media retry) replaces the first: its answer is the one the media
    * used. Events already joined to a strategy's take stay joined, so re-posting them is still a duplicate.
    */
-  remember(media: string, traceId: string, timeMs: number, risk: number, bookVersion: string, takes: readonly NewTake[]): void {
+  remember(media: string, traceId: string, timeMs: number, risk: number, bookVersion: string, takes: readonly NewTake[], device: DecidedDevice | null): void {
     const replaced = this.find(media, traceId);
     if (this.next - this.oldest === this.capacity) {
       this.forgetOldest();
@@ -70,6 +88,8 @@ export class DecisionMemory {
     this.traceIds[slot] = traceId;
     this.timeMs[slot] = timeMs;
     this.risk[slot] = risk;
+    this.deviceBits[slot] = device === null ? 0 : HAS_KEY | (device.known ? KNOWN : 0) | (device.os << 2);
+    if (device !== null) this.deviceKeys.set(device.keys.subarray(device.at, device.at + DEVICE_KEY_BYTES), slot * DEVICE_KEY_BYTES);
     this.book[slot] = this.names.id(bookVersion);
     this.takeCount[slot] = Math.min(takes.length, 255);
     for (const [t, take] of takes.slice(0, 255).entries()) {
@@ -125,6 +145,13 @@ export class DecisionMemory {
 
   riskOf(sequence: number): number {
     return this.risk[sequence % this.capacity]!;
+  }
+
+  deviceOf(sequence: number): DecidedDevice | null {
+    const slot = sequence % this.capacity;
+    const bits = this.deviceBits[slot]!;
+    if ((bits & HAS_KEY) === 0) return null;
+    return { keys: this.deviceKeys, at: slot * DEVICE_KEY_BYTES, known: (bits & KNOWN) !== 0, os: bits >> 2 };
   }
 
   bookOf(sequence: number): string {

@@ -10,6 +10,10 @@ export interface ScannedRecord {
   /** As reader.ts shows it: the text, or `hex:` and the bytes when they are not UTF-8. */
   traceId: string;
   test: boolean;
+  /** Where the 16-byte device key starts in the record's bytes; -1 when the record has none. */
+  deviceKeyAt: number;
+  known: boolean;
+  os: number;
   bookVersion: string;
   modelVersion: string;
   /** Where the packed float scores start in the record's bytes, and how many there are. */
@@ -24,7 +28,7 @@ export interface ScannedRecord {
 }
 
 export function scannedRecord(): ScannedRecord {
-  return { timeMs: 0, media: '', traceId: '', test: false, bookVersion: '', modelVersion: '', scoresAt: 0, scoreCount: 0, strategyCount: 0, strategyIds: [], verdicts: [], creativeIds: [], armNames: [] };
+  return { timeMs: 0, media: '', traceId: '', test: false, deviceKeyAt: -1, known: false, os: 0, bookVersion: '', modelVersion: '', scoresAt: 0, scoreCount: 0, strategyCount: 0, strategyIds: [], verdicts: [], creativeIds: [], armNames: [] };
 }
 
 /** Fills `out` from the record in bytes[start..end); throws on bytes that are no record. */
@@ -32,7 +36,9 @@ export function scanDecisionRecord(bytes: Buffer, start: number, end: number, ou
   const r = new WireReader(bytes, start, end);
   out.timeMs = 0;
   out.media = out.traceId = out.bookVersion = out.modelVersion = '';
-  out.test = false;
+  out.test = out.known = false;
+  out.deviceKeyAt = -1;
+  out.os = 0;
   out.scoresAt = out.scoreCount = out.strategyCount = 0;
   while (r.at < end) {
     const tag = r.varint();
@@ -41,6 +47,12 @@ export function scanDecisionRecord(bytes: Buffer, start: number, end: number, ou
     if (field === 1 && wire === 0) out.timeMs = r.varint();
     else if (field === 2 && wire === 2) out.media = r.text();
     else if (field === 3 && wire === 2) out.traceId = r.traceId();
+    else if (field === 4 && wire === 2) {
+      const length = r.varint();
+      if (length === 16) out.deviceKeyAt = r.at;
+      r.skipBytes(length);
+    } else if (field === 6 && wire === 0) out.os = r.varint();
+    else if (field === 8 && wire === 0) out.known = r.varint() !== 0;
     else if (field === 9 && wire === 0) out.test = r.varint() !== 0;
     else if (field === 16 && wire === 2) out.bookVersion = r.text();
     else if (field === 17 && wire === 2) out.modelVersion = r.text();

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Attribution } from '../attribution/attribution.js';
 import { RESULT_DIMENSIONS, type ResultDimension } from '../attribution/results.js';
 import type { BookController, ControllerStep } from '../controllers/controller.js';
+import type { OnlineLearning } from '../learning/online-learning.js';
 import { InputError, issueText } from '../engine/errors.js';
 import { explanationText, type Explanation } from '../observe/explain.js';
 import { log } from '../observe/log.js';
@@ -38,6 +39,8 @@ export interface AdminHooks {
   /** The bid-tuning controller's routes; null when attribution is off. */
   /** Empty when attribution is off (the controllers act on its results). */
   controllers: readonly BookController<ControllerStep>[];
+  /** Null when online learning is off (learning.enabled). */
+  learning: OnlineLearning | null;
   /** POST /explain: a media request (`media` given) or the device form (null), decided and explained. */
   explain(media: string | null, body: Buffer, contentType: string): Promise<Explanation>;
 }
@@ -51,7 +54,7 @@ const proposalSchema = z.strictObject({ book: z.record(z.string(), z.unknown()),
 /** POST /books/:id/apply. */
 const applySchema = z.strictObject(signature);
 
-export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, controllers, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
+export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, reload, books, attribution, controllers, learning, maxBodyBytes, explain }: AdminHooks): TemplatedApp {
   const authorized = bearerCheck(token);
   const guarded =
     (handler: (res: HttpResponse, req: HttpRequest) => void) =>
@@ -110,25 +113,35 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
     }))
     .post('/events', guarded((res, req) => {
       const contentType = req.getHeader('content-type');
-      attributionCall(res, metrics, attribution, maxBodyBytes, (a, body) => a.takeEvents(body, contentType));
+      partCall(res, metrics, attribution, ATTRIBUTION_OFF, maxBodyBytes, (a, body) => a.takeEvents(body, contentType));
     }))
     .get('/results', guarded((res, req) => {
       const by = req.getQuery('by') ?? 'strategy,arm';
-      attributionCall(res, metrics, attribution, null, (a) => a.report(resultDimensions(by)));
+      partCall(res, metrics, attribution, ATTRIBUTION_OFF, null, (a) => a.report(resultDimensions(by)));
     }))
     .get('/controllers/:name', guarded((res, req) => {
       const name = req.getParameter(0);
-      attributionCall(res, metrics, attribution, null, () => controllerNamed(controllers, name).state());
+      partCall(res, metrics, attribution, ATTRIBUTION_OFF, null, () => controllerNamed(controllers, name).state());
     }))
     .post('/controllers/:name/:action', guarded((res, req) => {
       const name = req.getParameter(0);
       const action = req.getParameter(1);
-      attributionCall(res, metrics, attribution, maxBodyBytes, (_a, body) => {
+      partCall(res, metrics, attribution, ATTRIBUTION_OFF, maxBodyBytes, (_a, body) => {
         const controller = controllerNamed(controllers, name);
         if (action !== 'on' && action !== 'off' && action !== 'run') throw new InputError('invalid_request', `no controller action "${action}" (on, off, run)`);
         const by = parseBody(applySchema, body);
         log('info', 'controller_by_hand', { controller: name, action, author: by.author, message: by.message });
         return action === 'run' ? controller.look() : controller.setEnabled(action === 'on');
+      });
+    }))
+    .get('/learning', guarded((res) => partCall(res, metrics, learning, LEARNING_OFF, null, (l) => l.state())))
+    .post('/learning/:action', guarded((res, req) => {
+      const action = req.getParameter(0);
+      partCall(res, metrics, learning, LEARNING_OFF, maxBodyBytes, (l, body) => {
+        if (action !== 'on' && action !== 'off' && action !== 'run' && action !== 'rollback') throw new InputError('invalid_request', `no learning action "${action}" (on, off, run, rollback)`);
+        const by = parseBody(applySchema, body);
+        log('info', 'learning_by_hand', { action, author: by.author, message: by.message });
+        return action === 'run' ? l.look() : action === 'rollback' ? l.rollback(by) : l.setEnabled(action === 'on');
       });
     }))
     .post('/explain', guarded((res, req) => {
@@ -187,13 +200,16 @@ function collectBody(res: HttpResponse, metrics: Metrics, bodyLimit: number, onB
   });
 }
 
-/** A call on a part that exists only with attribution on, answered like a book call; 503 while it is off. */
-function attributionCall<Part>(res: HttpResponse, metrics: Metrics, part: Part | null, bodyLimit: number | null, work: (part: Part, body: Buffer) => unknown): void {
+const ATTRIBUTION_OFF = { reason: 'attribution_off', message: 'attribution (and the controllers acting on it) is off in this engine (attribution.enabled)', failure: 'attribution_failed' };
+const LEARNING_OFF = { reason: 'learning_off', message: 'online learning is off in this engine (learning.enabled)', failure: 'learning_failed' };
+
+/** A call on a part that exists only when switched on, answered like a book call; 503 while it is off. */
+function partCall<Part>(res: HttpResponse, metrics: Metrics, part: Part | null, off: typeof ATTRIBUTION_OFF, bodyLimit: number | null, work: (part: Part, body: Buffer) => unknown): void {
   if (part === null) {
-    refuse(res, metrics, '503 Service Unavailable', 'attribution_off', 'attribution (and the controllers acting on it) is off in this engine (attribution.enabled)', false);
+    refuse(res, metrics, '503 Service Unavailable', off.reason, off.message, false);
     return;
   }
-  bookCall(res, metrics, bodyLimit, (body) => work(part, body), 'attribution_failed');
+  bookCall(res, metrics, bodyLimit, (body) => work(part, body), off.failure);
 }
 
 function controllerNamed(controllers: readonly BookController<ControllerStep>[], name: string): BookController<ControllerStep> {

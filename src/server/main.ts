@@ -4,6 +4,8 @@ import { Registry } from 'prom-client';
 import { Attribution } from '../attribution/attribution.js';
 import { BidTuning } from '../controllers/bid-tuning.js';
 import { CreativeSampling } from '../controllers/creative-sampling.js';
+import type { DeviceStore } from '../engine/engine.js';
+import { LEARNING_AUTHOR, OnlineLearning } from '../learning/online-learning.js';
 import { adminNeedsToken, ConfigError, loadConfig, type Config } from '../config.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
@@ -13,7 +15,7 @@ import { basename, dirname } from 'node:path';
 import { readManifest, type PreparedModels } from '../scoring/manifest.js';
 import { prepareModelsOffThread } from '../scoring/prepare.js';
 import type { ScoringPool } from '../scoring/pool.js';
-import type { SharedDeviceStoreBuffers } from '../store/embedded.js';
+import type { EmbeddedDeviceStore, SharedDeviceStoreBuffers } from '../store/embedded.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { compileStrategyBook, loadStrategyBook } from '../strategy/book.js';
 import { BookHistory, BookVersions } from '../strategy/versions.js';
@@ -45,6 +47,8 @@ interface MediaServer {
   reload(target: ReloadTarget): Promise<Record<string, unknown>>;
   /** Throws, with precise messages, unless a strategies reload would take this book (checked against the models' names); otherwise returns its warnings. */
   checkBook(book: unknown, source: string): readonly string[];
+  /** The embedded device store in service (null with the Redis store). */
+  deviceStore(): DeviceStore | null;
   /** Decides a request in a media's protocol on a serving thread, and explains the decision. */
   explain(media: string, body: Uint8Array, contentType: string): Promise<Explanation>;
   /** Stops accepting, waits for in-flight requests; resolves with how many did not finish in time. */
@@ -76,8 +80,33 @@ async function main(): Promise<void> {
     exclusive,
   );
   books.recordStart();
-  const reload = (target: ReloadTarget) =>
-    target === 'devices' ? exclusive(() => server.reload(target)) : books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => server.reload(target));
+  // config.scoring.manifest is the manifest in service: the daily files' unless online learning put its own there.
+  const configuredManifest = config.scoring.manifest;
+  const learning =
+    attribution && config.learning.enabled
+      ? new OnlineLearning(
+          config.learning,
+          {
+            configuredManifest,
+            profile: loadProfileSchema(config.store.profileSchema),
+            store: () => server.deviceStore()!,
+            putInService(manifest, message) {
+              config.scoring.manifest = manifest;
+              return books.fromFile({ author: LEARNING_AUTHOR, message }, () => server.reload('models')).then(() => undefined);
+            },
+          },
+          attributionMetrics,
+        )
+      : null;
+  if (learning) attribution!.outcomeListener = (outcome) => learning.hear(outcome);
+  const reload = async (target: ReloadTarget) => {
+    if (target === 'devices') return exclusive(() => server.reload(target));
+    // A person's or the watcher's models reload is of the daily files, whatever online learning had in service.
+    if (target === 'models') config.scoring.manifest = configuredManifest;
+    const result = await books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => server.reload(target));
+    if (target === 'models') await learning?.filesReloaded();
+    return result;
+  };
   const controllers = attribution ? [new BidTuning(config.controllers.bidTuning, books, attribution), new CreativeSampling(config.controllers.creatives, books, attribution)] : [];
   const admin = createAdminApp(uws, {
     metrics: server.metrics,
@@ -88,6 +117,7 @@ async function main(): Promise<void> {
     books,
     attribution,
     controllers,
+    learning,
     maxBodyBytes: config.server.adminMaxBodyBytes,
     async explain(media, body, contentType) {
       if (media !== null) return server.explain(media, body, contentType);
@@ -99,6 +129,7 @@ async function main(): Promise<void> {
   const adminSocket = await listen(admin, config.server.adminHost, config.server.adminPort, 'admin');
   attribution?.start();
   for (const controller of controllers) controller.start();
+  learning?.start();
   setInterval(() => server.refreshGauges(), 1000).unref();
   log('info', 'listening', {
     media: `http://${config.server.host}:${server.port}`,
@@ -116,6 +147,7 @@ async function main(): Promise<void> {
     log('info', 'stopping', { signal });
     attribution?.stop();
     for (const controller of controllers) controller.stop();
+    learning?.stop();
     const unfinished = await server.stop();
     uws.us_listen_socket_close(adminSocket);
     log(unfinished > 0 ? 'warn' : 'info', 'stopped', { unfinished });
@@ -151,6 +183,7 @@ async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> 
     checkBook(book, source) {
       return compileStrategyBook(book, source, runtime.profile, engine.parts.scorer.modelNames).warnings;
     },
+    deviceStore: () => (config.store.kind === 'embedded' ? (engine.parts.store as DeviceStore) : null),
     explain: (media, body, contentType) => explainRequest(runtime, media, body, contentType),
     async stop() {
       uws.us_listen_socket_close(socket);
@@ -172,13 +205,14 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
   const profile = loadProfileSchema(config.store.profileSchema);
   const metrics = createMetrics({ processMetrics: true });
   let shared: SharedDeviceStoreBuffers | undefined;
+  let embedded: EmbeddedDeviceStore | null = null;
   if (config.store.kind === 'redis') {
     // Each serving thread connects itself; this first connection only makes a bad address fail before any thread starts.
     await (await connectRedisStore(config, profile)).close();
   } else {
-    const store = loadDeviceStore(config, profile);
-    shared = store.shareBuffers();
-    metrics.devicesLoaded.set(store.deviceCount);
+    embedded = loadDeviceStore(config, profile);
+    shared = embedded.shareBuffers();
+    metrics.devicesLoaded.set(embedded.deviceCount);
   }
 
   // Every thread must bind the same port number, so "any free port" is resolved to one here.
@@ -194,7 +228,10 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
       let models: PreparedModels | undefined;
       try {
         if (target === 'devices' && config.store.kind === 'redis') throw new Error('devices live in Redis (store.kind "redis"): load them with load-redis; nothing to reload here');
-        if (target === 'devices') store = loadDeviceStore(config, profile).shareBuffers();
+        if (target === 'devices') {
+          embedded = loadDeviceStore(config, profile);
+          store = embedded.shareBuffers();
+        }
         // Checked here first, so a bad file is refused before any thread starts loading it; models are prepared once
         // for every thread.
         else models = await checkModelsAndStrategies(config, profile, target);
@@ -208,6 +245,7 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
     checkBook(book, source) {
       return compileStrategyBook(book, source, profile, readManifest(config.scoring.manifest, profile).modelNames).warnings;
     },
+    deviceStore: () => embedded,
     explain: (media, body, contentType) => threads.explain(media, body, contentType),
     stop: () => threads.stop(),
   };

@@ -4,6 +4,7 @@ import type { AttributionReport, EventsOutcome } from '../attribution/attributio
 import { EVENT_KINDS } from '../attribution/events.js';
 import type { ResultRow } from '../attribution/results.js';
 import type { ControllerState } from '../controllers/controller.js';
+import type { LearningState } from '../learning/online-learning.js';
 import { ADMIN_OPTIONS, adminCall } from './admin-call.js';
 
 /**
@@ -15,7 +16,8 @@ export const REPORT_USAGE = `  rta events FILE|- [--protobuf]                  o
   rta report [--by strategy,arm] [--format text|json]   results per strategy and arm: takes, funnel, cost per approved
              [--admin http://127.0.0.1:8081] [--token T]
   rta tuning [status | run | on | off --author A --message M]      the bid-tuning controller: its last look and changes
-  rta creatives [status | run | on | off --author A --message M]   the creative-sampling controller, the same way`;
+  rta creatives [status | run | on | off --author A --message M]   the creative-sampling controller, the same way
+  rta learning [status | run | on | off | rollback --author A --message M]   online learning: its looks and versions`;
 
 export class ReportUsageError extends Error {}
 
@@ -82,4 +84,19 @@ export async function controllerCommand(name: 'bid-tuning' | 'creatives', args: 
     console.log(`  ${step.strategy}: ${switched ?? (step.changed ? 'changed' : 'left alone')}: ${step.reason}`);
   }
   for (const a of state.actions) console.log(`  ${a.time}  book ${a.book}  ${a.message}`);
+}
+
+/** `rta learning`: the online learner's model in service and its looks, or a person's on, off, run or rollback. */
+export async function learningCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...ADMIN_OPTIONS, author: { type: 'string' }, message: { type: 'string' } } });
+  const action = positionals[0] ?? 'status';
+  let state: LearningState;
+  if (action === 'status') state = (await adminCall(values, 'GET', '/learning')) as LearningState;
+  else if (['run', 'on', 'off', 'rollback'].includes(action)) {
+    if (!values.author || !values.message) throw new ReportUsageError('say who and why: --author and --message are required');
+    state = (await adminCall(values, 'POST', `/learning/${action}`, { author: values.author, message: values.message })) as LearningState;
+  } else throw new ReportUsageError(`unknown action "${action}" (status, run, on, off, rollback)`);
+  console.log(`learning ${state.model} ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min; in service ${state.model}@${state.inService}`);
+  console.log(`  examples: ${state.examples.positive} approved, ${state.examples.negative} not; ${state.pendingApplications} applications waiting${state.failed ? `; FAILED: ${state.failed}` : ''}`);
+  for (const look of state.looks) console.log(`  ${look.time}  ${look.result}  ${look.version}: ${look.reason}`);
 }

@@ -7,7 +7,7 @@ import type { SimulatedAd, SimulatedRequest } from '../media/simulated-request.j
 import { hashRawDeviceId } from '../store/device-key.js';
 import { ADMIN_OPTIONS, adminAuthorization, adminCall } from './admin-call.js';
 import { checkCommand, CHECK_USAGE } from './check-book.js';
-import { controllerCommand, eventsCommand, reportCommand, REPORT_USAGE, ReportUsageError } from './report-command.js';
+import { controllerCommand, eventsCommand, learningCommand, reportCommand, REPORT_USAGE, ReportUsageError } from './report-command.js';
 import { dryRunCommand, DryRunUsageError, DRY_RUN_USAGE } from './dry-run.js';
 import { experimentsCommand, logCommand, LogUsageError, LOG_USAGE } from './log-command.js';
 import type { BookDiff, FieldChange, ItemChanges, Listing } from '../strategy/versions.js';
@@ -300,7 +300,9 @@ const run =
                       ? reportCommand(rest)
                       : command === 'tuning' || command === 'creatives'
                         ? controllerCommand(command === 'tuning' ? 'bid-tuning' : 'creatives', rest)
-                        : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
+                        : command === 'learning'
+                          ? learningCommand(rest)
+                          : Promise.reject(new UsageError(command ? `unknown command "${command}"` : 'no command'));
 run.catch((err: Error) => {
   if (err instanceof UsageError || err instanceof LogUsageError || err instanceof DryRunUsageError || err instanceof ReportUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`rta: ${err.message}\n${USAGE}`);

@@ -31,6 +31,13 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { RTA_DECISION_LOG: 'off', RTA_ATTRIBUTION: 'off' } }).attribution.enabled).toBe(false);
   });
 
+  test('online learning needs attribution and the embedded store: either missing is refused, naming both', () => {
+    const wanted = 'learning.enabled: online learning labels attribution outcomes with profiles from the embedded store';
+    expect(configError({ env: { RTA_LEARNING: 'on', RTA_STORE_KIND: 'redis', RTA_REDIS_URL: 'redis://127.0.0.1:6379' } })).toContain(wanted);
+    expect(configError({ env: { RTA_LEARNING: 'on', RTA_ATTRIBUTION: 'off' } })).toContain(wanted);
+    expect(loadConfig({ env: { RTA_LEARNING: 'on', RTA_LEARNING_DIR: 'tmp/learning' } }).learning).toMatchObject({ enabled: true, model: 'approve', dir: expect.stringMatching(/\/tmp\/learning$/) });
+  });
+
   test('defaults, with paths resolved against the repo root', () => {
     const config = loadConfig({ env: {} });
     expect(config.server).toMatchObject({

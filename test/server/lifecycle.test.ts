@@ -84,7 +84,7 @@ describe('admin authentication', () => {
     const guarded = await startEngine({ RTA_ADMIN_AUTH: 'always', RTA_ADMIN_TOKEN: token });
     try {
       const bearer = { Authorization: `Bearer ${token}` };
-      for (const [method, path] of [['GET', '/metrics'], ['GET', '/readyz'], ['GET', '/healthz'], ['POST', '/reload/strategies'], ['POST', '/events'], ['GET', '/results'], ['GET', '/nope']]) {
+      for (const [method, path] of [['GET', '/metrics'], ['GET', '/readyz'], ['GET', '/healthz'], ['POST', '/reload/strategies'], ['POST', '/events'], ['GET', '/results'], ['GET', '/controllers/creatives'], ['POST', '/learning/run'], ['GET', '/nope']]) {
         for (const headers of [{}, { Authorization: `Bearer ${token}x` }, { Authorization: token }, { Authorization: `Bearer ${token.slice(0, -1)}` }]) {
           const refused = await fetch(`${guarded.adminUrl}${path}`, { method, headers });
           expect(refused.status, `${method} ${path} ${JSON.stringify(headers)}`).toBe(401);
@@ -94,7 +94,7 @@ describe('admin authentication', () => {
       expect((await fetch(`${guarded.adminUrl}/readyz`, { headers: bearer })).status).toBe(200);
       expect((await fetch(`${guarded.adminUrl}/nope`, { headers: bearer })).status).toBe(404);
       const metrics = await (await fetch(`${guarded.adminUrl}/metrics`, { headers: bearer })).text();
-      expect(metricSum(metrics, 'rta_rejected_inputs_total', { reason: 'unauthorized' })).toBe(28);
+      expect(metricSum(metrics, 'rta_rejected_inputs_total', { reason: 'unauthorized' })).toBe(9 * 4);
       expect(guarded.output()).not.toContain(token);
     } finally {
       await guarded.stop();

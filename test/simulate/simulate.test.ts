@@ -3,12 +3,12 @@ import { simulate, totals } from '../../simulate/simulation.js';
 
 /**
  * The market simulation on a small seed, through real engines: the full loop (attribution, bid tuning, creative
- * sampling) must buy approved customers cheaper than the static demo book without buying worse ones, and the
+ * sampling, online learning) must buy approved customers cheaper than the static demo book without buying worse ones, and the
  * static book cheaper than no RTA. The margins leave room for the creative controller's random draws.
  */
 describe('market simulation', () => {
   test('the loop beats the static book on cost per approved customer and does not raise the default share', async () => {
-    const sim = await simulate({ seed: 7, days: 3, devices: 50_000, impressionsPerDay: 8000, lookEveryHours: 6 });
+    const sim = await simulate({ seed: 7, days: 3, devices: 50_000, impressionsPerDay: 8000, lookEveryHours: 6, hourMillis: 250 });
     const none = totals(sim.scenarios['no RTA'].days);
     const fixed = totals(sim.scenarios['static book'].days);
     const loop = totals(sim.scenarios['full loop'].days);

@@ -1,0 +1,300 @@
+import { appendFileSync, mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { JoinedOutcome } from '../attribution/attribution.js';
+import { CREDIT_APPROVED, EVENT_KINDS } from '../attribution/events.js';
+import type { Config } from '../config.js';
+import type { DeviceStore } from '../engine/engine.js';
+import { log } from '../observe/log.js';
+import { FeatureExtractor } from '../scoring/features.js';
+import { loadLogisticModel, type LogisticModel } from '../scoring/logistic.js';
+import { readManifest, type ModelManifest } from '../scoring/manifest.js';
+import type { ProfileSchema } from '../store/profile-schema.js';
+import type { LearnerFigures } from './ftrl.js';
+import type { LearnerData, LearnerRequest } from './learner-thread.js';
+
+/**
+ * Online learning of one logistic model (learning.model, `approve` by default: P(approved | applied)) from the
+ * outcomes attribution joins. A credit application is an example, labelled 1 when its approval is joined and 0
+ * when none came within learning.labelAfterSeconds; its features are the device's profile as the store holds it
+ * when the application arrives. The learner runs on a thread of its own (learner-thread.ts). On a schedule
+ * (learning.intervalMinutes) a look asks for the learned model and its figures; it goes into service only when it
+ * has learned from learning.minExamples new examples and is not worse than the model in service on the recent
+ * examples (log loss no higher, AUC no lower), and then as a new model version: its file and a manifest in
+ * learning.dir, the look with its figures a line of learning.dir/versions.jsonl, loaded by the same hot reload as the daily files.
+ * Every look is logged and listed; a person's rollback puts the daily files back in service and stops the
+ * schedule, and new daily files replace the learned model and start it afresh from them.
+ */
+export const LEARNING_AUTHOR = 'controller:learning';
+const CREDIT_APPLICATION = EVENT_KINDS.indexOf('credit_application');
+
+export interface LookRecord {
+  time: string;
+  result: 'published' | 'not_better' | 'too_few_examples';
+  /** The version put in service (published), or the one that stayed. */
+  version: string;
+  reason: string;
+  figures: LearnerFigures;
+  file?: string;
+  manifest?: string;
+}
+
+export interface LearningState {
+  enabled: boolean;
+  model: string;
+  intervalMinutes: number;
+  inService: string;
+  pendingApplications: number;
+  examples: { positive: number; negative: number };
+  lastLook: LookRecord | null;
+  /** Looks, newest first (at most 50). */
+  looks: LookRecord[];
+  failed: string | null;
+}
+
+export interface LearningHooks {
+  /** The daily files' manifest (learning starts from its model, and returns to it on rollback). */
+  configuredManifest: string;
+  profile: ProfileSchema;
+  /** The embedded device store in service now. */
+  store(): DeviceStore;
+  /** Puts a manifest in service by the hot reload; the message goes with the change. */
+  putInService(manifest: string, message: string): Promise<void>;
+}
+
+export class OnlineLearning {
+  private enabled: boolean;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly worker: Worker;
+  private readonly replies = new Map<number, { resolve: (reply: Record<string, unknown>) => void; reject: (err: Error) => void }>();
+  private nextId = 0;
+  private readonly featureNames: string[];
+  private readonly extractor: FeatureExtractor;
+  private base: LogisticModel;
+  private inService: string;
+  /** Applications waiting for their approval, by media, trace id and strategy: the features and when they came. */
+  private readonly pending = new Map<string, { row: Float32Array; atMs: number }>();
+  /** Approvals seen: an application joined after its approval is no negative. */
+  private readonly approved = new Set<string>();
+  private readonly rows: Float32Array[] = [];
+  private readonly labels: number[] = [];
+  private flushing = false;
+  private examplesAtPublish = 0;
+  private published = 0;
+  private readonly looks: LookRecord[] = [];
+  private failed: string | null = null;
+  private readonly labelled = { positive: 0, negative: 0 };
+  private readonly examples: Counter<'label'>;
+  private readonly lookResults: Counter<'result'>;
+
+  constructor(
+    private readonly config: Config['learning'],
+    private readonly hooks: LearningHooks,
+    registry: Registry,
+  ) {
+    this.enabled = config.enabled;
+    const entry = this.entry(readManifest(hooks.configuredManifest, hooks.profile));
+    this.featureNames = entry.features;
+    this.extractor = new FeatureExtractor(hooks.profile, entry.features);
+    this.base = loadLogisticModel(entry.file);
+    this.inService = entry.version;
+    mkdirSync(config.dir, { recursive: true });
+    this.published = this.pastVersions();
+    const data: LearnerData = { base: this.base, featureNames: this.featureNames, params: config.ftrl };
+    this.worker = new Worker(new URL('./learner-thread.js', import.meta.url), { workerData: data });
+    this.worker.on('message', (reply: Record<string, unknown> & { id: number }) => {
+      this.replies.get(reply.id)?.resolve(reply);
+      this.replies.delete(reply.id);
+    });
+    this.worker.on('error', (err) => {
+      this.failed = err.message;
+      log('error', 'learning_failed', { message: err.message });
+      for (const { reject } of this.replies.values()) reject(err);
+      this.replies.clear();
+    });
+    this.worker.unref();
+    this.examples = new Counter({ name: 'rta_learning_examples_total', help: 'Examples the online learner learned from, by label (1 approved, 0 not within labelAfterSeconds).', labelNames: ['label'] as const, registers: [registry] });
+    this.lookResults = new Counter({ name: 'rta_learning_looks_total', help: 'Online learning looks, by result: published, not_better, too_few_examples.', labelNames: ['result'] as const, registers: [registry] });
+    const pending = this.pending;
+    new Gauge({ name: 'rta_learning_pending_applications', help: 'Credit applications waiting for their approval or for labelAfterSeconds.', registers: [registry], collect() { this.set(pending.size); } });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.enabled) this.look().catch((err: Error) => log('error', 'learning_look_failed', { message: err.message }));
+    }, this.config.intervalMinutes * 60_000).unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    void this.worker.terminate();
+  }
+
+  /** Attribution's listener: applications and approvals become examples. */
+  hear({ event, strategyId, device }: JoinedOutcome): void {
+    this.mature(Date.now());
+    if (event.kind !== CREDIT_APPLICATION && event.kind !== CREDIT_APPROVED) return;
+    const key = `${event.media}\n${event.traceId}\n${strategyId}`;
+    if (event.kind === CREDIT_APPROVED) {
+      const row = this.pending.get(key)?.row ?? this.features(device);
+      this.pending.delete(key);
+      if (this.approved.size >= this.config.maxPending) this.approved.clear();
+      this.approved.add(key);
+      this.example(row, 1);
+      return;
+    }
+    if (this.approved.has(key)) return;
+    if (this.pending.size >= this.config.maxPending) this.pending.delete(this.pending.keys().next().value!);
+    this.pending.set(key, { row: this.features(device), atMs: Date.now() });
+  }
+
+  setEnabled(enabled: boolean): LearningState {
+    this.enabled = enabled;
+    return this.state();
+  }
+
+  state(): LearningState {
+    return {
+      enabled: this.enabled,
+      model: this.config.model,
+      intervalMinutes: this.config.intervalMinutes,
+      inService: this.inService,
+      pendingApplications: this.pending.size,
+      examples: { ...this.labelled },
+      lastLook: this.looks[0] ?? null,
+      looks: this.looks,
+      failed: this.failed,
+    };
+  }
+
+  /** One look now: the learned model goes into service when it has learned enough and is not worse. */
+  async look(): Promise<LearningState> {
+    this.mature(Date.now());
+    await this.flush();
+    const version = `${this.base.version}.online-${this.published + 1}`;
+    const reply = await this.ask({ type: 'look', version, description: `${this.base.description ?? this.config.model}; learned online from joined outcomes` });
+    const figures = reply.figures as LearnerFigures;
+    const fresh = figures.examples - this.examplesAtPublish;
+    const record: LookRecord = { time: new Date().toISOString(), result: 'too_few_examples', version: this.inService, reason: '', figures };
+    const shown = (f: { logLoss: number; auc: number }) => `log loss ${f.logLoss.toFixed(4)}, AUC ${f.auc.toFixed(4)}`;
+    const comparison = `learned ${shown(figures.candidate)} against in service ${shown(figures.live)} on the last ${figures.holdout} examples (${figures.positives} approved)`;
+    if (fresh < this.config.minExamples) record.reason = `${fresh} new examples, fewer than minExamples ${this.config.minExamples}`;
+    else if (!(figures.candidate.logLoss <= figures.live.logLoss) || figures.candidate.auc < figures.live.auc) {
+      record.result = 'not_better';
+      record.reason = comparison;
+    } else {
+      const file = join(this.config.dir, `${this.config.model}-${version}.json`);
+      const manifest = join(this.config.dir, `manifest-${version}.json`);
+      writeFileSync(file, `${JSON.stringify(reply.candidate, null, 1)}\n`);
+      writeFileSync(manifest, `${JSON.stringify(this.manifestWith(version, file), null, 2)}\n`);
+      await this.hooks.putInService(manifest, `${this.config.model}@${version}: ${comparison}`);
+      await this.ask({ type: 'adopt' });
+      Object.assign(record, { result: 'published', version, reason: comparison, file, manifest });
+      this.inService = version;
+      this.published++;
+      this.examplesAtPublish = figures.examples;
+    }
+    this.record(record);
+    return this.state();
+  }
+
+  /** A person puts the daily files back in service; the schedule stops until someone switches it on again. */
+  async rollback(by: { author: string; message: string }): Promise<LearningState> {
+    await this.hooks.putInService(this.hooks.configuredManifest, `${by.author}: ${by.message} (online learning rolled back to the daily files)`);
+    await this.ask({ type: 'drop-live' });
+    this.enabled = false;
+    this.inService = this.base.version;
+    this.examplesAtPublish = 0;
+    log('info', 'learning_rolled_back', { author: by.author, message: by.message });
+    return this.state();
+  }
+
+  /** New daily files went into service: learning starts again from their model. */
+  async filesReloaded(): Promise<void> {
+    const entry = this.entry(readManifest(this.hooks.configuredManifest, this.hooks.profile));
+    this.base = loadLogisticModel(entry.file);
+    this.inService = entry.version;
+    this.examplesAtPublish = 0;
+    await this.ask({ type: 'rebase', base: this.base });
+  }
+
+  private entry(manifest: ModelManifest) {
+    const entry = manifest.models.find((m) => m.name === this.config.model);
+    if (!entry) throw new Error(`learning.model "${this.config.model}" is not in the manifest (${manifest.modelNames.join(', ')})`);
+    if (entry.format !== 'logistic-json') throw new Error(`learning.model "${this.config.model}" is ${entry.format}: only logistic-json models are learned online`);
+    return entry;
+  }
+
+  /** The daily manifest with the learned model in place of its own; every other file where it was. */
+  private manifestWith(version: string, file: string): Record<string, unknown> {
+    const raw = JSON.parse(readFileSync(this.hooks.configuredManifest, 'utf8')) as { models: { name: string; file: string; version: string }[] };
+    const resolved = readManifest(this.hooks.configuredManifest, this.hooks.profile).models;
+    raw.models = raw.models.map((m, i) => (m.name === this.config.model ? { ...m, version, file } : { ...m, file: resolved[i]!.file }));
+    return raw;
+  }
+
+  private features(device: JoinedOutcome['device']): Float32Array {
+    const row = new Float32Array(this.featureNames.length);
+    const store = this.hooks.store();
+    const offset = device === null ? -1 : store.find(device.keys, device.at);
+    this.extractor.fill(store.records, Math.max(offset, 0), offset >= 0, device?.os ?? 0, row, 0);
+    return row;
+  }
+
+  private example(row: Float32Array, label: 0 | 1): void {
+    this.rows.push(row);
+    this.labels.push(label);
+    this.examples.inc({ label: String(label) });
+    if (label === 1) this.labelled.positive++;
+    else this.labelled.negative++;
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => void this.flush());
+    }
+  }
+
+  /** Applications without an approval after labelAfterSeconds are negatives. */
+  private mature(nowMs: number): void {
+    const before = nowMs - this.config.labelAfterSeconds * 1000;
+    for (const [key, application] of this.pending) {
+      if (application.atMs > before) break;
+      this.pending.delete(key);
+      this.example(application.row, 0);
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = false;
+    if (this.labels.length === 0) return;
+    const width = this.featureNames.length;
+    const rows = new Float32Array(this.labels.length * width);
+    this.rows.forEach((row, i) => rows.set(row, i * width));
+    const labels = Uint8Array.from(this.labels);
+    this.rows.length = this.labels.length = 0;
+    await this.ask({ type: 'learn', rows, labels });
+  }
+
+  private ask(request: LearnerRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never): Promise<Record<string, unknown>> {
+    if (this.failed !== null) return Promise.reject(new Error(`the learner thread failed: ${this.failed}`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.replies.set(id, { resolve, reject });
+      this.worker.postMessage({ ...request, id });
+    });
+  }
+
+  private record(look: LookRecord): void {
+    this.looks.unshift(look);
+    this.looks.splice(50);
+    this.lookResults.inc({ result: look.result });
+    if (look.result === 'published') appendFileSync(join(this.config.dir, 'versions.jsonl'), `${JSON.stringify(look)}\n`);
+    log('info', 'learning_look', { result: look.result, version: look.version, reason: look.reason });
+  }
+
+  /** Versions published before: new ones are numbered after them. */
+  private pastVersions(): number {
+    const file = join(this.config.dir, 'versions.jsonl');
+    return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
+  }
+}
