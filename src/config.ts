@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { exactlyOneTarget, redisConnectionShape } from './store/redis-client.js';
 import { redisStoreOptionsSchema } from './store/redis.js';
 
 /**
@@ -170,6 +171,15 @@ const configSchema = z
         lowRiskBelow: z.number().min(0).max(1).default(0.05),
         /** Rows of results (strategy x arm x creative x book version) kept; further ones are summed into one overflow row. */
         maxResultRows: z.number().int().min(100).max(10_000_000).default(100_000),
+        /**
+         * With several engine nodes: taken decisions in Redis, shared by all, so an event posted to any node joins
+         * the decision of whichever node made it (attribution/redis-decisions.ts); maxDecisions is then unused.
+         */
+        redis: z
+          .object({ ...redisConnectionShape, keyPrefix: z.string().min(1).default('rta:attribution:') })
+          .strict()
+          .superRefine(exactlyOneTarget)
+          .optional(),
       })
       .strict()
       .prefault({}),
@@ -224,7 +234,7 @@ const configSchema = z
             enabled: z.boolean().default(false),
             intervalMinutes: z.number().min(1).max(24 * 60).default(60),
             /** Posterior draws per look: a share moves by about 1/sqrt(draws) from chance alone. */
-            draws: z.number().int().min(100).max(1_000_000).default(10_000),
+            draws: z.number().int().min(100).max(100_000).default(10_000),
           })
           .strict()
           .prefault({}),
@@ -240,6 +250,10 @@ const configSchema = z
   .refine((config) => !config.learning.enabled || (config.attribution.enabled && config.store.kind === 'embedded'), {
     message: 'online learning labels attribution outcomes with profiles from the embedded store: switch attribution on and use store.kind "embedded"',
     path: ['learning', 'enabled'],
+  })
+  .refine((config) => config.learning.labelAfterSeconds < config.attribution.windowDays * 86_400, {
+    message: 'an approval later than attribution.windowDays is dropped as late: learning.labelAfterSeconds must be shorter than the window',
+    path: ['learning', 'labelAfterSeconds'],
   })
   .refine((config) => !config.controllers.creatives.enabled || config.attribution.enabled, {
     message: 'creative sampling acts on attribution results: switch attribution on',
@@ -292,6 +306,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   RTA_LEARNING_DIR: { path: ['learning', 'dir'], kind: 'string' },
   RTA_ATTRIBUTION_DIR: { path: ['attribution', 'dir'], kind: 'string' },
   RTA_ATTRIBUTION_MAX_DECISIONS: { path: ['attribution', 'maxDecisions'], kind: 'int' },
+  RTA_ATTRIBUTION_REDIS_URL: { path: ['attribution', 'redis', 'url'], kind: 'string' },
 };
 
 /** Sets raw[a][b]...= value, creating missing sections; a section of the wrong type is left for the schema to refuse. */

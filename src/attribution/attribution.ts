@@ -4,7 +4,10 @@ import { log } from '../observe/log.js';
 import { Verdict } from '../strategy/book.js';
 import { parseEventBatch, type OutcomeEvent, type RefusedEvent } from './events.js';
 import { DecisionLogFollower } from './follower.js';
+import type { RedisClient } from '../store/redis-client.js';
+import { LocalDecisions, type Claim, type DecisionStore } from './decision-store.js';
 import { DecisionMemory, type DecidedDevice, type NewTake } from './memory.js';
+import { RedisDecisions } from './redis-decisions.js';
 import { OutcomeLog } from './outcome-log.js';
 import { scanDecisionRecord, scannedRecord, scoreAt } from './record-scan.js';
 import { AttributionResults, type ResultDimension, type ResultRow } from './results.js';
@@ -43,7 +46,8 @@ export interface AttributionReport {
   /** The oldest decision counted: the oldest the decision log held when the engine started, or later. */
   since: string | null;
   windowDays: number;
-  rememberedDecisions: number;
+  /** In this process; null with the shared memory in Redis (its keys expire by themselves). */
+  rememberedDecisions: number | null;
   oldestDecision: string | null;
   rows: ResultRow[];
 }
@@ -56,8 +60,20 @@ const MAX_REFUSALS_SHOWN = 100;
 /** How far before its decision an event may be stamped (the media's clock against ours). */
 const EARLY_EVENT_MS = 5 * 60_000;
 
+/** Which of the decision's takes the event is for: the one it names, or the only one. */
+function takeFor(takes: readonly NewTake[], event: OutcomeEvent): number | Refusal {
+  const taken = () => takes.map((t) => t.strategyId).join(', ');
+  if (event.strategyId === null) {
+    if (takes.length === 1) return 0;
+    return { reason: 'strategy_ambiguous', message: `trace ${event.traceId} was taken by several strategies (${taken()}): say strategy_id` };
+  }
+  const index = takes.findIndex((t) => t.strategyId === event.strategyId);
+  if (index >= 0) return index;
+  return { reason: 'strategy_not_taken', message: `trace ${event.traceId} was taken by ${taken()}, not by ${event.strategyId}` };
+}
+
 export class Attribution {
-  private readonly memory: DecisionMemory;
+  private readonly decisions: DecisionStore;
   private readonly results: AttributionResults;
   private readonly follower: DecisionLogFollower;
   private readonly outcomeLog: OutcomeLog;
@@ -80,6 +96,8 @@ export class Attribution {
     logDir: string,
     private readonly medias: readonly string[],
     registry: Registry,
+    /** With several nodes: the connection to the shared decision memory (attribution.redis). */
+    shared: RedisClient | null = null,
   ) {
     this.windowMs = config.windowDays * 86_400_000;
     const forgotten = new Counter({
@@ -88,7 +106,13 @@ export class Attribution {
       labelNames: ['reason'] as const,
       registers: [registry],
     });
-    this.memory = new DecisionMemory(config.maxDecisions, this.windowMs, (reason, count) => forgotten.inc({ reason }, count));
+    if (shared) {
+      const errors = new Counter({ name: 'rta_attribution_shared_memory_errors_total', help: 'Failed command batches on the shared decision memory (Redis), by operation (logged).', labelNames: ['op'] as const, registers: [registry] });
+      this.decisions = new RedisDecisions(shared, config.redis!.keyPrefix, this.windowMs, (op, error) => {
+        errors.inc({ op });
+        log('error', 'attribution_shared_memory_failed', { op, message: error.message });
+      });
+    } else this.decisions = new LocalDecisions(new DecisionMemory(config.maxDecisions, this.windowMs, (reason, count) => forgotten.inc({ reason }, count)));
     this.results = new AttributionResults(config.maxResultRows, registry);
     this.outcomeLog = new OutcomeLog(config.dir, this.windowMs);
     this.outcomes = new Counter({
@@ -103,7 +127,7 @@ export class Attribution {
       labelNames: ['reason'] as const,
       registers: [registry],
     });
-    const memory = this.memory;
+    const decisions = this.decisions;
     const attribution = this;
     new Counter({
       name: 'rta_attribution_log_records_total',
@@ -114,13 +138,13 @@ export class Attribution {
         this.inc(attribution.recordsRead);
       },
     });
-    new Gauge({ name: 'rta_attribution_remembered_decisions', help: 'Taken decisions held for attribution.', registers: [registry], collect() { this.set(memory.size); } });
+    new Gauge({ name: 'rta_attribution_remembered_decisions', help: 'Taken decisions held for attribution in this process (0 with the shared memory in Redis).', registers: [registry], collect() { this.set(decisions.size ?? 0); } });
     new Gauge({
       name: 'rta_attribution_oldest_decision_age_seconds',
       help: 'Age of the oldest remembered decision: below the configured window once attribution.maxDecisions is reached.',
       registers: [registry],
       collect() {
-        const oldest = memory.oldestTimeMs;
+        const oldest = decisions.oldestTimeMs;
         this.set(oldest === null ? 0 : (Date.now() - oldest) / 1000);
       },
     });
@@ -140,13 +164,12 @@ export class Attribution {
    * log; events posted and reports asked for meanwhile wait for the replay.
    */
   start(): void {
-    this.ready = this.follower
-      .read()
+    this.ready = this.readLog()
       .then(() => this.replay())
       .catch((error: Error) => log('error', 'attribution_replay_failed', { message: error.message }));
     const tick = () => {
-      this.memory.forgetOlderThan(Date.now());
-      void this.follower.read().then(() => {
+      this.decisions.forgetOlderThan(Date.now());
+      void this.readLog().then(() => {
         if (this.timer) this.timer = setTimeout(tick, this.config.followMillis).unref();
       });
     };
@@ -163,7 +186,7 @@ export class Attribution {
     const nowMs = Date.now();
     const batch = parseEventBatch(body, contentType, this.medias, nowMs);
     await this.ready;
-    await this.follower.read();
+    await this.readLog();
     const counts = { joined: 0, duplicate: 0, late: 0, unmatched: 0, refused: 0 };
     const refusals: RefusedEvent[] = [];
     const refuse = (refusal: RefusedEvent) => {
@@ -173,14 +196,14 @@ export class Attribution {
     };
     for (const refusal of batch.refused) refuse(refusal);
     const joined: { event: OutcomeEvent; strategyId: string }[] = [];
-    for (const event of batch.events) {
-      const result = this.join(event, nowMs, (strategyId, decision) => {
-        joined.push({ event, strategyId });
-        this.outcomeListener?.({ event, strategyId, device: this.memory.deviceOf(decision) });
-      });
-      if (typeof result === 'object') refuse({ line: event.line, ...result });
+    const results = await this.join(batch.events, nowMs, false, (outcome) => {
+      joined.push(outcome);
+      this.outcomeListener?.(outcome);
+    });
+    results.forEach((result, i) => {
+      if (typeof result === 'object') refuse({ line: batch.events[i]!.line, ...result });
       else counts[result]++;
-    }
+    });
     for (const [result, count] of Object.entries(counts)) if (count > 0) this.outcomes.inc({ result }, count);
     const outcome: EventsOutcome = { joined: counts.joined, duplicates: counts.duplicate, late: counts.late, unmatched: counts.unmatched, refused: counts.refused, refusals };
     if (outcome.refused > 0) log('warn', 'events_refused', { refused: outcome.refused, first: outcome.refusals[0] });
@@ -191,11 +214,11 @@ export class Attribution {
   /** Waits for the start's replay, so a report is never of half the log. */
   async report(by: readonly ResultDimension[]): Promise<AttributionReport> {
     await this.ready;
-    const oldest = this.memory.oldestTimeMs;
+    const oldest = this.decisions.oldestTimeMs;
     return {
       since: this.firstDecisionMs === null ? null : new Date(this.firstDecisionMs).toISOString(),
       windowDays: this.config.windowDays,
-      rememberedDecisions: this.memory.size,
+      rememberedDecisions: this.decisions.size,
       oldestDecision: oldest === null ? null : new Date(oldest).toISOString(),
       rows: this.results.report(by),
     };
@@ -211,9 +234,10 @@ export class Attribution {
     const nowMs = Date.now();
     let joined = 0;
     for await (const lines of this.outcomeLog.past(nowMs)) {
-      for (const event of parseEventBatch(lines, 'application/x-ndjson', this.medias, nowMs).events) if (this.join(event, nowMs, () => {}) === 'joined') joined++;
+      const results = await this.join(parseEventBatch(lines, 'application/x-ndjson', this.medias, nowMs).events, nowMs, true, () => {});
+      joined += results.filter((r) => r === 'joined').length;
     }
-    log('info', 'attribution_ready', { decisions: this.memory.size, replayedEvents: joined });
+    log('info', 'attribution_ready', { decisions: this.decisions.size, replayedEvents: joined });
   }
 
   /** Every decision is counted per listed strategy; only one that took the device for someone is remembered. */
@@ -233,37 +257,55 @@ export class Attribution {
     }
     if (takes.length === 0 || r.timeMs < Date.now() - this.windowMs) return;
     const device = r.deviceKeyAt < 0 ? null : { keys: bytes, at: r.deviceKeyAt, known: r.known, os: r.os };
-    this.memory.remember(r.media, r.traceId, r.timeMs, scoreAt(bytes, r, this.riskIndexOf(r.modelVersion)), r.bookVersion, takes, device);
+    this.decisions.remember(r.media, r.traceId, { timeMs: r.timeMs, risk: scoreAt(bytes, r, this.riskIndexOf(r.modelVersion)), book: r.bookVersion, takes, device });
   }
 
-  /** Joins one event; `onJoined` hears which strategy's take it joined, and the decision's sequence number. */
-  private join(event: OutcomeEvent, nowMs: number, onJoined: (strategyId: string, decision: number) => void): JoinResult {
-    const decision = this.memory.find(event.media, event.traceId);
-    if (decision < 0) return event.timeMs < nowMs - this.windowMs ? 'late' : 'unmatched';
-    const decidedMs = this.memory.timeOf(decision);
-    if (event.timeMs - decidedMs > this.windowMs) return 'late';
-    if (event.timeMs < decidedMs - EARLY_EVENT_MS)
-      return { reason: 'before_decision', message: `event_time ${new Date(event.timeMs).toISOString()} is before its decision (${new Date(decidedMs).toISOString()})` };
-    const t = this.takeFor(decision, event);
-    if (typeof t === 'object') return t;
-    if (!this.memory.markSeen(decision, t, event.kind)) return 'duplicate';
-    const take = this.memory.take(decision, t);
-    const lowRisk = this.memory.riskOf(decision) < this.config.lowRiskBelow;
-    this.results.countEvent(take.strategyId, take.arm, take.creativeId, this.memory.bookOf(decision), event.kind, event.costFen, event.valueFen, lowRisk);
-    onJoined(take.strategyId, decision);
-    return 'joined';
+  /** The log up to its end, and what it held written to the decision store. */
+  private async readLog(): Promise<void> {
+    await this.follower.read();
+    await this.decisions.flush();
   }
 
-  /** Which of the decision's takes the event is for: the one it names, or the only one. */
-  private takeFor(decision: number, event: OutcomeEvent): number | Refusal {
-    const count = this.memory.takesOf(decision);
-    const taken = () => Array.from({ length: count }, (_, t) => this.memory.take(decision, t).strategyId).join(', ');
-    if (event.strategyId === null) {
-      if (count === 1) return 0;
-      return { reason: 'strategy_ambiguous', message: `trace ${event.traceId} was taken by several strategies (${taken()}): say strategy_id` };
-    }
-    for (let t = 0; t < count; t++) if (this.memory.take(decision, t).strategyId === event.strategyId) return t;
-    return { reason: 'strategy_not_taken', message: `trace ${event.traceId} was taken by ${taken()}, not by ${event.strategyId}` };
+  /**
+   * Joins a batch: finds the decisions, checks each event against its own, then claims the takes' funnel stages
+   * (the first claim joins, a later one is a duplicate). A replay counts its kept events whatever their claims say:
+   * they were joined before, and a shared memory still holds their claims.
+   */
+  private async join(events: readonly OutcomeEvent[], nowMs: number, replay: boolean, onJoined: (outcome: JoinedOutcome) => void): Promise<JoinResult[]> {
+    const decisions = await this.decisions.find(events);
+    const results: JoinResult[] = new Array<JoinResult>(events.length);
+    const claims: Claim[] = [];
+    const claimed: number[] = [];
+    events.forEach((event, i) => {
+      const decision = decisions[i];
+      if (!decision) results[i] = event.timeMs < nowMs - this.windowMs ? 'late' : 'unmatched';
+      else if (event.timeMs - decision.timeMs > this.windowMs) results[i] = 'late';
+      else if (event.timeMs < decision.timeMs - EARLY_EVENT_MS)
+        results[i] = { reason: 'before_decision', message: `event_time ${new Date(event.timeMs).toISOString()} is before its decision (${new Date(decision.timeMs).toISOString()})` };
+      else {
+        const take = takeFor(decision.takes, event);
+        if (typeof take === 'object') results[i] = take;
+        else {
+          claims.push({ media: event.media, traceId: event.traceId, take, strategyId: decision.takes[take]!.strategyId, kind: event.kind });
+          claimed.push(i);
+        }
+      }
+    });
+    const firsts = await this.decisions.claim(claims);
+    claims.forEach((claim, k) => {
+      const i = claimed[k]!;
+      if (!firsts[k] && !replay) {
+        results[i] = 'duplicate';
+        return;
+      }
+      const event = events[i]!;
+      const decision = decisions[i]!;
+      const take = decision.takes[claim.take]!;
+      this.results.countEvent(take.strategyId, take.arm, take.creativeId, decision.book, event.kind, event.costFen, event.valueFen, decision.risk < this.config.lowRiskBelow);
+      results[i] = 'joined';
+      onJoined({ event, strategyId: take.strategyId, device: decision.device });
+    });
+    return results;
   }
 
   private riskIndexOf(modelVersion: string): number {

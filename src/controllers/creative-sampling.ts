@@ -91,14 +91,16 @@ export class CreativeSampling extends BookController<SharesStep> {
         continue;
       }
       const shares = thompsonShares(feedback, strategy.creativeSampling.floorShare ?? 0.05, this.config.draws, Math.random);
-      const moved = shares.some((s, i) => Math.abs(s - before[i]!) >= 0.01);
+      // Three standard errors of a share drawn `draws` times: smaller moves are the draws' own noise.
+      const noise = Math.max(0.01, 3 / Math.sqrt(this.config.draws));
+      const moved = shares.some((s, i) => Math.abs(s - before[i]!) >= noise);
       const text = feedback.map((f, i) => `${f.creative} ${f.approvals}/${f.clicks}/${f.impressions} -> ${shares[i]}`).join(', ');
       if (moved) strategy.creatives.forEach((c, i) => (c.share = shares[i]!));
       steps.push({
         strategy: strategy.id,
         changed: moved,
         creatives: shown(moved ? shares : before),
-        reason: `${moved ? 'shares' : 'shares unchanged (under 0.01 apart)'}, creative approvals/clicks/impressions -> share: ${text}`,
+        reason: `${moved ? 'shares' : `shares unchanged (under ${noise.toFixed(3)} apart)`}, creative approvals/clicks/impressions -> share: ${text}`,
       });
     }
     return steps;

@@ -47,6 +47,8 @@ export class FtrlCorrection {
   private readonly z: Float64Array;
   private readonly n: Float64Array;
   private live: Float64Array;
+  /** The weights of the last candidate handed out. */
+  private offered: Float64Array | null = null;
   private readonly plattA: number;
   private readonly plattB: number;
   private examples = 0;
@@ -142,6 +144,7 @@ export class FtrlCorrection {
   /** The file's model plus the correction learned so far, as a model file under a new version. */
   candidate(version: string, description: string): LogisticModel {
     const w = this.weights();
+    this.offered = w;
     const d = this.base.dense.length;
     return {
       ...this.base,
@@ -153,14 +156,25 @@ export class FtrlCorrection {
     };
   }
 
-  /** The candidate went into service: it is the one to beat from now on. */
+  /**
+   * The last candidate went into service: its weights (not what was learned since) are the ones to beat, on
+   * examples from now on.
+   */
   adopt(): void {
-    this.live = this.weights();
+    if (this.offered) this.live = this.offered;
+    this.restartComparison();
   }
 
   /** The file's model is in service again (a person's rollback): the live correction is none. */
   dropLive(): void {
     this.live = new Float64Array(this.live.length);
+    this.restartComparison();
+  }
+
+  /** The window compares the learned model with the one in service now, not with earlier ones. */
+  private restartComparison(): void {
+    this.filled = 0;
+    this.cursor = 0;
   }
 
   private weights(): Float64Array {

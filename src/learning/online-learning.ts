@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -28,10 +28,11 @@ import type { LearnerData, LearnerRequest } from './learner-thread.js';
  */
 export const LEARNING_AUTHOR = 'controller:learning';
 const CREDIT_APPLICATION = EVENT_KINDS.indexOf('credit_application');
+const KEPT_VERSIONS = 20;
 
 export interface LookRecord {
   time: string;
-  result: 'published' | 'not_better' | 'too_few_examples';
+  result: 'published' | 'not_better' | 'too_few_examples' | 'rolled_back';
   /** The version put in service (published), or the one that stayed. */
   version: string;
   reason: string;
@@ -73,10 +74,14 @@ export class OnlineLearning {
   private readonly extractor: FeatureExtractor;
   private base: LogisticModel;
   private inService: string;
-  /** Applications waiting for their approval, by media, trace id and strategy: the features and when they came. */
-  private readonly pending = new Map<string, { row: Float32Array; atMs: number }>();
-  /** Approvals seen: an application joined after its approval is no negative. */
-  private readonly approved = new Set<string>();
+  /**
+   * Applications waiting to be labelled, by media, trace id and strategy: the features, when they came, and whether
+   * their approval has. Every label is given at the same age, labelAfterSeconds, so the recent examples are never
+   * richer in approvals (which come early) than in refusals (known only by waiting).
+   */
+  private readonly pending = new Map<string, { row: Float32Array; atMs: number; approved: boolean }>();
+  /** Makes looks, rollbacks and rebases one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly rows: Float32Array[] = [];
   private readonly labels: number[] = [];
   private flushing = false;
@@ -87,6 +92,7 @@ export class OnlineLearning {
   private readonly labelled = { positive: 0, negative: 0 };
   private readonly examples: Counter<'label'>;
   private readonly lookResults: Counter<'result'>;
+  private readonly dropped: Counter<'reason'>;
 
   constructor(
     private readonly config: Config['learning'],
@@ -100,22 +106,25 @@ export class OnlineLearning {
     this.base = loadLogisticModel(entry.file);
     this.inService = entry.version;
     mkdirSync(config.dir, { recursive: true });
-    this.published = this.pastVersions();
+    this.published = this.history().filter((l) => l.result === 'published').length;
     const data: LearnerData = { base: this.base, featureNames: this.featureNames, params: config.ftrl };
     this.worker = new Worker(new URL('./learner-thread.js', import.meta.url), { workerData: data });
     this.worker.on('message', (reply: Record<string, unknown> & { id: number }) => {
       this.replies.get(reply.id)?.resolve(reply);
       this.replies.delete(reply.id);
     });
-    this.worker.on('error', (err) => {
+    const fail = (err: Error) => {
       this.failed = err.message;
       log('error', 'learning_failed', { message: err.message });
       for (const { reject } of this.replies.values()) reject(err);
       this.replies.clear();
-    });
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => this.failed ?? fail(new Error(`the learner thread exited (code ${code})`)));
     this.worker.unref();
     this.examples = new Counter({ name: 'rta_learning_examples_total', help: 'Examples the online learner learned from, by label (1 approved, 0 not within labelAfterSeconds).', labelNames: ['label'] as const, registers: [registry] });
     this.lookResults = new Counter({ name: 'rta_learning_looks_total', help: 'Online learning looks, by result: published, not_better, too_few_examples.', labelNames: ['result'] as const, registers: [registry] });
+    this.dropped = new Counter({ name: 'rta_learning_dropped_total', help: 'Outcomes the online learner could not label: approval_without_application, too_many_pending (learning.maxPending).', labelNames: ['reason'] as const, registers: [registry] });
     const pending = this.pending;
     new Gauge({ name: 'rta_learning_pending_applications', help: 'Credit applications waiting for their approval or for labelAfterSeconds.', registers: [registry], collect() { this.set(pending.size); } });
   }
@@ -136,17 +145,19 @@ export class OnlineLearning {
     this.mature(Date.now());
     if (event.kind !== CREDIT_APPLICATION && event.kind !== CREDIT_APPROVED) return;
     const key = `${event.media}\n${event.traceId}\n${strategyId}`;
+    const application = this.pending.get(key);
     if (event.kind === CREDIT_APPROVED) {
-      const row = this.pending.get(key)?.row ?? this.features(device);
-      this.pending.delete(key);
-      if (this.approved.size >= this.config.maxPending) this.approved.clear();
-      this.approved.add(key);
-      this.example(row, 1);
+      // Without its application (not yet posted, already labelled, or before a restart) it cannot be labelled fairly.
+      if (application) application.approved = true;
+      else this.dropped.inc({ reason: 'approval_without_application' });
       return;
     }
-    if (this.approved.has(key)) return;
-    if (this.pending.size >= this.config.maxPending) this.pending.delete(this.pending.keys().next().value!);
-    this.pending.set(key, { row: this.features(device), atMs: Date.now() });
+    if (application) return;
+    if (this.pending.size >= this.config.maxPending) {
+      this.pending.delete(this.pending.keys().next().value!);
+      this.dropped.inc({ reason: 'too_many_pending' });
+    }
+    this.pending.set(key, { row: this.features(device), atMs: Date.now(), approved: false });
   }
 
   setEnabled(enabled: boolean): LearningState {
@@ -169,7 +180,11 @@ export class OnlineLearning {
   }
 
   /** One look now: the learned model goes into service when it has learned enough and is not worse. */
-  async look(): Promise<LearningState> {
+  look(): Promise<LearningState> {
+    return this.serially(() => this.lookNow());
+  }
+
+  private async lookNow(): Promise<LearningState> {
     this.mature(Date.now());
     await this.flush();
     const version = `${this.base.version}.online-${this.published + 1}`;
@@ -180,7 +195,10 @@ export class OnlineLearning {
     const shown = (f: { logLoss: number; auc: number }) => `log loss ${f.logLoss.toFixed(4)}, AUC ${f.auc.toFixed(4)}`;
     const comparison = `learned ${shown(figures.candidate)} against in service ${shown(figures.live)} on the last ${figures.holdout} examples (${figures.positives} approved)`;
     if (fresh < this.config.minExamples) record.reason = `${fresh} new examples, fewer than minExamples ${this.config.minExamples}`;
-    else if (!(figures.candidate.logLoss <= figures.live.logLoss) || figures.candidate.auc < figures.live.auc) {
+    else if (figures.positives === 0 || figures.positives === figures.holdout) {
+      record.result = 'not_better';
+      record.reason = `the last ${figures.holdout} examples are all ${figures.positives === 0 ? 'refused' : 'approved'}: nothing to rank them by`;
+    } else if (!(figures.candidate.logLoss <= figures.live.logLoss) || figures.candidate.auc < figures.live.auc) {
       record.result = 'not_better';
       record.reason = comparison;
     } else {
@@ -199,24 +217,44 @@ export class OnlineLearning {
     return this.state();
   }
 
-  /** A person puts the daily files back in service; the schedule stops until someone switches it on again. */
-  async rollback(by: { author: string; message: string }): Promise<LearningState> {
-    await this.hooks.putInService(this.hooks.configuredManifest, `${by.author}: ${by.message} (online learning rolled back to the daily files)`);
-    await this.ask({ type: 'drop-live' });
-    this.enabled = false;
-    this.inService = this.base.version;
-    this.examplesAtPublish = 0;
-    log('info', 'learning_rolled_back', { author: by.author, message: by.message });
-    return this.state();
+  /**
+   * A person puts the daily files back in service; the learner starts afresh from them (what it had learned was
+   * just rejected), and the schedule stops until someone switches it on again.
+   */
+  rollback(by: { author: string; message: string }): Promise<LearningState> {
+    return this.serially(async () => {
+      const rejected = this.inService;
+      await this.hooks.putInService(this.hooks.configuredManifest, `${by.author}: ${by.message} (online learning rolled back to the daily files)`);
+      await this.ask({ type: 'rebase', base: this.base });
+      this.enabled = false;
+      this.inService = this.base.version;
+      const figures = ((await this.ask({ type: 'look', version: this.base.version, description: '' })).figures as LearnerFigures);
+      this.examplesAtPublish = figures.examples;
+      this.record({ time: new Date().toISOString(), result: 'rolled_back', version: this.base.version, reason: `${by.author}: ${by.message} (${rejected} taken out of service)`, figures });
+      return this.state();
+    });
   }
 
-  /** New daily files went into service: learning starts again from their model. */
-  async filesReloaded(): Promise<void> {
-    const entry = this.entry(readManifest(this.hooks.configuredManifest, this.hooks.profile));
-    this.base = loadLogisticModel(entry.file);
-    this.inService = entry.version;
-    this.examplesAtPublish = 0;
-    await this.ask({ type: 'rebase', base: this.base });
+  /**
+   * A reload of the daily files (a person's, or the manifest watcher's), between looks: learning starts again from
+   * their model, so no look publishes a correction learned against the files they replaced.
+   */
+  reloadFiles<R>(reload: () => Promise<R>): Promise<R> {
+    return this.serially(async () => {
+      const result = await reload();
+      const entry = this.entry(readManifest(this.hooks.configuredManifest, this.hooks.profile));
+      this.base = loadLogisticModel(entry.file);
+      this.inService = entry.version;
+      await this.ask({ type: 'rebase', base: this.base });
+      this.examplesAtPublish = 0;
+      return result;
+    });
+  }
+
+  private serially<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(task);
+    this.queue = next.catch(() => undefined);
+    return next;
   }
 
   private entry(manifest: ModelManifest) {
@@ -250,17 +288,17 @@ export class OnlineLearning {
     else this.labelled.negative++;
     if (!this.flushing) {
       this.flushing = true;
-      setImmediate(() => void this.flush());
+      setImmediate(() => this.flush().catch((err: Error) => log('error', 'learning_flush_failed', { message: err.message })));
     }
   }
 
-  /** Applications without an approval after labelAfterSeconds are negatives. */
+  /** Applications labelAfterSeconds old are labelled: approved by then, or not. */
   private mature(nowMs: number): void {
     const before = nowMs - this.config.labelAfterSeconds * 1000;
     for (const [key, application] of this.pending) {
       if (application.atMs > before) break;
       this.pending.delete(key);
-      this.example(application.row, 0);
+      this.example(application.row, application.approved ? 1 : 0);
     }
   }
 
@@ -288,13 +326,20 @@ export class OnlineLearning {
     this.looks.unshift(look);
     this.looks.splice(50);
     this.lookResults.inc({ result: look.result });
-    if (look.result === 'published') appendFileSync(join(this.config.dir, 'versions.jsonl'), `${JSON.stringify(look)}\n`);
+    if (look.result === 'published' || look.result === 'rolled_back') appendFileSync(join(this.config.dir, 'versions.jsonl'), `${JSON.stringify(look)}\n`);
+    if (look.result === 'published') this.prune();
     log('info', 'learning_look', { result: look.result, version: look.version, reason: look.reason });
   }
 
-  /** Versions published before: new ones are numbered after them. */
-  private pastVersions(): number {
+  /** Versions published before (and rollbacks), oldest first: new versions are numbered after them. */
+  private history(): LookRecord[] {
     const file = join(this.config.dir, 'versions.jsonl');
-    return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
+    return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as LookRecord) : [];
+  }
+
+  /** Keeps the files of the newest KEPT_VERSIONS published versions; their figures stay in versions.jsonl. */
+  private prune(): void {
+    const published = this.history().filter((l) => l.result === 'published');
+    for (const old of published.slice(0, -KEPT_VERSIONS)) for (const file of [old.file, old.manifest]) if (file) rmSync(file, { force: true });
   }
 }

@@ -16,6 +16,7 @@ import { readManifest, type PreparedModels } from '../scoring/manifest.js';
 import { prepareModelsOffThread } from '../scoring/prepare.js';
 import type { ScoringPool } from '../scoring/pool.js';
 import type { EmbeddedDeviceStore, SharedDeviceStoreBuffers } from '../store/embedded.js';
+import { connectRedis } from '../store/redis-client.js';
 import { loadProfileSchema, type ProfileSchema } from '../store/profile-schema.js';
 import { compileStrategyBook, loadStrategyBook } from '../strategy/book.js';
 import { BookHistory, BookVersions } from '../strategy/versions.js';
@@ -66,8 +67,10 @@ async function main(): Promise<void> {
   const history = BookHistory.open(config.strategyHistory);
   // Its metrics are this thread's own, added to the serving threads' at scrape time.
   const attributionMetrics = new Registry();
+  // With several nodes, before the long load: a shared decision memory that cannot be reached stops the start.
+  const shared = config.attribution.enabled && config.attribution.redis ? await connectRedis(config.attribution.redis, 'rta-attribution') : null;
   const attribution = config.attribution.enabled
-    ? new Attribution(config.attribution, config.decisionLog.dir, [...MEDIA_ROUTES.values()].map((a) => a.name), attributionMetrics)
+    ? new Attribution(config.attribution, config.decisionLog.dir, [...MEDIA_ROUTES.values()].map((a) => a.name), attributionMetrics, shared)
     : null;
   const server = config.server.mode === 'scoring-pool' ? await startScoringPool(uws, config) : await startAppPerThread(config);
   let ready = true;
@@ -81,7 +84,18 @@ async function main(): Promise<void> {
   );
   books.recordStart();
   // config.scoring.manifest is the manifest in service: the daily files' unless online learning put its own there.
+  // Changed only inside a reload (run one at a time), and put back when the reload is refused.
   const configuredManifest = config.scoring.manifest;
+  const reloadModelsFrom = async (manifest: string) => {
+    const before = config.scoring.manifest;
+    config.scoring.manifest = manifest;
+    try {
+      return await server.reload('models');
+    } catch (err) {
+      config.scoring.manifest = before;
+      throw err;
+    }
+  };
   const learning =
     attribution && config.learning.enabled
       ? new OnlineLearning(
@@ -90,22 +104,20 @@ async function main(): Promise<void> {
             configuredManifest,
             profile: loadProfileSchema(config.store.profileSchema),
             store: () => server.deviceStore()!,
-            putInService(manifest, message) {
-              config.scoring.manifest = manifest;
-              return books.fromFile({ author: LEARNING_AUTHOR, message }, () => server.reload('models')).then(() => undefined);
+            async putInService(manifest, message) {
+              await books.fromFile({ author: LEARNING_AUTHOR, message }, () => reloadModelsFrom(manifest));
             },
           },
           attributionMetrics,
         )
       : null;
   if (learning) attribution!.outcomeListener = (outcome) => learning.hear(outcome);
-  const reload = async (target: ReloadTarget) => {
+  const reload = (target: ReloadTarget) => {
     if (target === 'devices') return exclusive(() => server.reload(target));
+    if (target === 'strategies') return books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => server.reload(target));
     // A person's or the watcher's models reload is of the daily files, whatever online learning had in service.
-    if (target === 'models') config.scoring.manifest = configuredManifest;
-    const result = await books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => server.reload(target));
-    if (target === 'models') await learning?.filesReloaded();
-    return result;
+    const fromFiles = () => books.fromFile({ author: 'file', message: FILE_RELOADS[target] }, () => reloadModelsFrom(configuredManifest));
+    return learning ? learning.reloadFiles(fromFiles) : fromFiles();
   };
   const controllers = attribution ? [new BidTuning(config.controllers.bidTuning, books, attribution), new CreativeSampling(config.controllers.creatives, books, attribution)] : [];
   const admin = createAdminApp(uws, {

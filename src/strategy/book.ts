@@ -306,7 +306,7 @@ export class StrategyBook {
     });
     problems.push(...experimentProblems);
     if (problems.length > 0) throw invalidFile(file.source, problems);
-    this.warnings = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? bidWarnings(s.bid, `strategies[${i}](${s.id}).bid`) : []));
+    this.warnings = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [...bidWarnings(s.bid, `strategies[${i}](${s.id}).bid`), ...creativeWarnings(s, `strategies[${i}](${s.id})`)] : []));
     this.bidStrategyIds = this.bidStrategies.map((s) => s.id);
     this.candidateIndex = indexCandidates(bidSources.map(({ s }) => deviceRequirements(splitByStage(s.when).beforeScoring, scope)));
     const count = this.bidStrategies.length;
@@ -564,6 +564,13 @@ export class StrategyBook {
   }
 }
 
+/** Shares that do nothing: without creativeSampling (first match wins), or all 0 (first match again). */
+function creativeWarnings(strategy: BidStrategy, where: string): string[] {
+  const shares = strategy.creatives.map((c) => c.share);
+  if (!strategy.creativeSampling) return shares.some((x) => x !== undefined) ? [`${where}.creatives: shares are ignored without creativeSampling (the first creative that suits wins)`] : [];
+  return shares.every((x) => x === 0) ? [`${where}.creatives: every share is 0, so the first creative that suits wins`] : [];
+}
+
 /**
  * The index of the first creative rule that holds for the device (the last has no condition); with creative
  * sampling, one of those that hold, by their shares, from a hash of the device key: the same device gets the same
@@ -580,10 +587,15 @@ function chooseCreative(strategy: CompiledBidStrategy, view: DeviceView, key: Ui
     }
     if (total > 0) {
       let draw = ((saltedBucket(sampling.saltState, key, keyOffset) + 0.5) / BUCKETS) * total;
+      let last = 0;
       for (let i = 0; i < creatives.length; i++) {
+        if (sampling.weights[i]! === 0) continue;
         draw -= sampling.weights[i]!;
         if (draw < 0) return i;
+        last = i;
       }
+      // Rounding left the draw a hair above the total: the last creative with a share.
+      return last;
     }
   }
   for (let i = 0; i < creatives.length - 1; i++) if (creatives[i]!.condition === null || creatives[i]!.condition!.test(view)) return i;

@@ -40,7 +40,8 @@ export async function reportCommand(args: string[]): Promise<void> {
   if (values.format !== 'text' && values.format !== 'json') throw new ReportUsageError('--format must be text or json');
   const report = (await adminCall(values, 'GET', `/results?by=${encodeURIComponent(values.by)}`)) as AttributionReport;
   if (values.format === 'json') return void console.log(JSON.stringify(report, null, 2));
-  console.log(`decisions since ${report.since ?? '(none yet)'}; ${report.rememberedDecisions} taken decisions remembered (oldest ${report.oldestDecision ?? 'none'}, window ${report.windowDays} days)`);
+  const memory = report.rememberedDecisions === null ? 'taken decisions remembered in the shared memory (Redis)' : `${report.rememberedDecisions} taken decisions remembered (oldest ${report.oldestDecision ?? 'none'}`;
+  console.log(`decisions since ${report.since ?? '(none yet)'}; ${memory}${report.rememberedDecisions === null ? ' (' : ', '}window ${report.windowDays} days)`);
   console.log(reportTable(report.rows, values.by.split(',').filter(Boolean)));
 }
 

@@ -9,8 +9,8 @@ import { adminJson, loadPersonas, native, post, requestFor, send, waitForMetric 
 
 /**
  * Online learning on a real engine: prime prospects' applications are all approved and dormant customers' never
- * (the opposite of what the daily approve model expects); once the unapproved ones have waited labelAfterSeconds,
- * a look publishes a learned approve model, the serving threads answer with its version, its figures are kept, and
+ * (the opposite of what the daily approve model expects); once the applications have waited labelAfterSeconds, a
+ * look publishes a learned approve model, the serving threads answer with its version, its figures are kept, and
  * a person's rollback puts the daily file back.
  */
 const personas = loadPersonas();
@@ -51,9 +51,9 @@ describe('online learning', () => {
 
     const early = await admin<LearningState>('POST', '/learning/run', signature);
     expect(early.lastLook).toMatchObject({ result: 'too_few_examples', version: DAILY });
-    expect(early.examples.positive).toBe(30);
-    // The dormant customers' applications become negatives once they have waited labelAfterSeconds (1 s); all 60
+    // Every application is labelled at the same age, labelAfterSeconds (1 s), approved by then or not; all 60
     // examples are needed (minExamples).
+    expect(early).toMatchObject({ pendingApplications: 60, examples: { positive: 0, negative: 0 } });
     let look = early;
     const deadline = Date.now() + 10_000;
     while (look.lastLook!.result !== 'published' && Date.now() < deadline) look = await admin<LearningState>('POST', '/learning/run', signature);
@@ -69,7 +69,10 @@ describe('online learning', () => {
     expect(status).toContain(`learning approve on, every 60 min; in service approve@${DAILY}.online-1`);
 
     const rolledBack = await admin<LearningState>('POST', '/learning/rollback', { author: 'ben', message: 'not this one' });
-    expect(rolledBack).toMatchObject({ enabled: false, inService: DAILY });
+    expect(rolledBack).toMatchObject({ enabled: false, inService: DAILY, lastLook: { result: 'rolled_back', reason: `ben: not this one (${DAILY}.online-1 taken out of service)` } });
+    expect(readFileSync(join(dir, 'learning', 'versions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).result)).toEqual(['published', 'rolled_back']);
+    // The rejected correction is not published again without new evidence.
+    expect((await admin<LearningState>('POST', '/learning/run', signature)).lastLook).toMatchObject({ result: 'too_few_examples' });
     expect((await decide(primes[0]!)).modelVersion).toContain(`approve@${DAILY},`);
   }, 60_000);
 

@@ -1,0 +1,85 @@
+import type { DecidedDevice, DecisionMemory, NewTake } from './memory.js';
+
+/**
+ * Where taken decisions wait for their events: this process's ring (memory.ts), or Redis when several engine nodes
+ * share the work (redis-decisions.ts), so an event posted to any node joins the decision of whichever node made it.
+ * Both answer a whole batch at once, since Redis answers over the network.
+ */
+
+export interface Decision {
+  timeMs: number;
+  /** The risk model's score at decision time. */
+  risk: number;
+  book: string;
+  takes: readonly NewTake[];
+  /** The device key is the decision's own copy. */
+  device: DecidedDevice | null;
+}
+
+/** An event's claim on one take's funnel stage: the first claim is joined, any later one is a duplicate. */
+export interface Claim {
+  media: string;
+  traceId: string;
+  take: number;
+  strategyId: string;
+  kind: number;
+}
+
+export interface DecisionStore {
+  /** Keeps a taken decision for the window (a second one under the same trace id replaces the first). */
+  remember(media: string, traceId: string, decision: Decision): void;
+  /** Writes what remember kept, where it is not written at once. */
+  flush(): Promise<void>;
+  find(keys: readonly { media: string; traceId: string }[]): Promise<(Decision | null)[]>;
+  /** True for each claim that is the first on its take and stage. */
+  claim(claims: readonly Claim[]): Promise<boolean[]>;
+  forgetOlderThan(nowMs: number): void;
+  /** Decisions held, and the oldest one's time; null where the store cannot tell cheaply (Redis). */
+  readonly size: number | null;
+  readonly oldestTimeMs: number | null;
+}
+
+/** The in-process ring behind the DecisionStore interface. */
+export class LocalDecisions implements DecisionStore {
+  constructor(private readonly memory: DecisionMemory) {}
+
+  remember(media: string, traceId: string, decision: Decision): void {
+    this.memory.remember(media, traceId, decision.timeMs, decision.risk, decision.book, decision.takes, decision.device);
+  }
+
+  async flush(): Promise<void> {}
+
+  async find(keys: readonly { media: string; traceId: string }[]): Promise<(Decision | null)[]> {
+    return keys.map(({ media, traceId }) => {
+      const sequence = this.memory.find(media, traceId);
+      if (sequence < 0) return null;
+      const device = this.memory.deviceOf(sequence);
+      return {
+        timeMs: this.memory.timeOf(sequence),
+        risk: this.memory.riskOf(sequence),
+        book: this.memory.bookOf(sequence),
+        takes: Array.from({ length: this.memory.takesOf(sequence) }, (_, t) => this.memory.take(sequence, t)),
+        device: device && { ...device, keys: device.keys.slice(device.at, device.at + 16), at: 0 },
+      };
+    });
+  }
+
+  async claim(claims: readonly Claim[]): Promise<boolean[]> {
+    return claims.map((c) => {
+      const sequence = this.memory.find(c.media, c.traceId);
+      return sequence >= 0 && this.memory.markSeen(sequence, c.take, c.kind);
+    });
+  }
+
+  forgetOlderThan(nowMs: number): void {
+    this.memory.forgetOlderThan(nowMs);
+  }
+
+  get size(): number {
+    return this.memory.size;
+  }
+
+  get oldestTimeMs(): number | null {
+    return this.memory.oldestTimeMs;
+  }
+}
