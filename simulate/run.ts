@@ -62,11 +62,11 @@ function report(sim: Simulation): string {
     });
     lines.push([String(day + 1), ...cells].join(' | '));
   }
-  lines.push('', '| total | spend (yuan) | impressions | approved customers | yuan per approved | default share | unmatched events | controller changes |', '|---|---|---|---|---|---|---|---|');
+  lines.push('', '| total | spend (yuan) | impressions | approved customers | yuan per approved | default share | net value (yuan) | unmatched events | controller changes |', '|---|---|---|---|---|---|---|---|---|');
   for (const s of SCENARIOS) {
     const r = sim.scenarios[s];
     const t = totals(r.days);
-    lines.push(`| ${s} | ${yuan(t.spendFen)} | ${t.impressions} | ${t.approved} | ${yuan(t.costPerApprovedFen)} | ${(t.defaultShare * 100).toFixed(1)} % | ${r.unmatchedEvents} | ${r.controllerChanges} |`);
+    lines.push(`| ${s} | ${yuan(t.spendFen)} | ${t.impressions} | ${t.approved} | ${yuan(t.costPerApprovedFen)} | ${(t.defaultShare * 100).toFixed(1)} % | ${yuan(t.netValueFen)} | ${r.unmatchedEvents} | ${r.controllerChanges} |`);
   }
   const published = sim.scenarios['full loop'].learningLooks.filter((l) => l.result === 'published');
   lines.push('', `full loop learner: ${published.length} versions published`);

@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http';
 import { nativeClient } from '../src/media/native/client.js';
-import type { Market, Person } from './world.js';
+import { LOSS_GIVEN_DEFAULT_FEN, type Market, type Person } from './world.js';
 
 /**
  * One scenario of the simulation: simulated hours of impressions, each an auction the media runs between our
@@ -30,6 +30,8 @@ export interface DayResult {
   approved: number;
   /** Approved customers who will default (the truth knows it at approval; no event tells the engine). */
   defaulting: number;
+  /** What the day's approved customers are worth: their lifetime value, or the loss of those who default (fen). */
+  valueFen: number;
 }
 
 export interface ScenarioResult {
@@ -92,7 +94,7 @@ export async function runScenario(market: Market, engine: Engine | null, options
   const totalHours = options.days * 24;
   for (let hour = 0; hour < totalHours; hour++) {
     const day = Math.floor(hour / 24);
-    if (hour % 24 === 0) days.push({ day: day + 1, impressions: 0, spendFen: 0, clicks: 0, applications: 0, approved: 0, defaulting: 0 });
+    if (hour % 24 === 0) days.push({ day: day + 1, impressions: 0, spendFen: 0, clicks: 0, applications: 0, approved: 0, defaulting: 0, valueFen: 0 });
     const today = days[day]!;
     const hourStarted = Date.now();
     const impressions = drawHour(market, hour, Math.round(options.impressionsPerDay * HOURLY_SHARE[hour % 24]!));
@@ -123,7 +125,9 @@ export async function runScenario(market: Market, engine: Engine | null, options
       // Counted on the day of the impression that bought them, as their cost was.
       person.approved = true;
       today.approved++;
-      if (imp.defaults < person.defaultChance) today.defaulting++;
+      const defaults = imp.defaults < person.defaultChance;
+      if (defaults) today.defaulting++;
+      today.valueFen += defaults ? -LOSS_GIVEN_DEFAULT_FEN : person.lifetimeValueFen;
       event('credit_approved', applyMs + imp.approveDelayMs);
     }
     if (engine) {

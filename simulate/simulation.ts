@@ -33,14 +33,15 @@ export interface Simulation {
 }
 
 /**
- * What the growth team asks of each strategy in the loop: a cost per approved customer (fen). The static book is
- * the demo book as it is.
+ * What the growth team asks of each strategy in the loop: a cost per approved customer (fen), about what the static
+ * book pays on this market, so the loop must buy better at the same price rather than merely buy less. The static
+ * book is the demo book as it is.
  */
 export const LOOP_TARGETS: Record<string, { targetCostPerApprovedFen: number; minApprovals: number; pauseAbove?: number }> = {
-  acq_prime_new: { targetCostPerApprovedFen: 700, minApprovals: 10 },
-  react_dormant: { targetCostPerApprovedFen: 700, minApprovals: 10 },
-  nudge_registered: { targetCostPerApprovedFen: 700, minApprovals: 10, pauseAbove: 3 },
-  acq_platform_lookalike: { targetCostPerApprovedFen: 700, minApprovals: 10, pauseAbove: 3 },
+  acq_prime_new: { targetCostPerApprovedFen: 1000, minApprovals: 10 },
+  react_dormant: { targetCostPerApprovedFen: 1000, minApprovals: 10 },
+  nudge_registered: { targetCostPerApprovedFen: 1000, minApprovals: 10, pauseAbove: 3 },
+  acq_platform_lookalike: { targetCostPerApprovedFen: 1000, minApprovals: 10, pauseAbove: 3 },
 };
 
 interface Book {
@@ -117,6 +118,8 @@ export interface Totals {
   defaulting: number;
   costPerApprovedFen: number;
   defaultShare: number;
+  /** Approved customers' value less the spend (fen). */
+  netValueFen: number;
 }
 
 export function totals(days: readonly DayResult[]): Totals {
@@ -133,5 +136,6 @@ export function totals(days: readonly DayResult[]): Totals {
     defaulting,
     costPerApprovedFen: approved === 0 ? Infinity : spendFen / approved,
     defaultShare: approved === 0 ? 0 : defaulting / approved,
+    netValueFen: sum('valueFen') - spendFen,
   };
 }

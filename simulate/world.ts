@@ -25,6 +25,8 @@ export interface Person {
   approveChance: number;
   /** Hidden: the chance an approved customer later defaults. */
   defaultChance: number;
+  /** Hidden: what an approved customer who repays is worth over their life, in fen. */
+  lifetimeValueFen: number;
   /** Set once approved: a customer is acquired once. */
   approved: boolean;
 }
@@ -40,6 +42,9 @@ export interface MarketParameters {
 }
 
 export const MARKET: MarketParameters = { competitorMedianFen: 30, competitorSigma: 0.5, baseBidFen: 40, unknownShare: 0.3 };
+
+/** What a defaulted loan loses, in fen (the demo book's lossGivenDefaultFen). */
+export const LOSS_GIVEN_DEFAULT_FEN = 150_000;
 
 /** Field values as build-snapshot's JSON Lines carry them: null where missing. */
 type Row = Record<string, number | string | string[] | null>;
@@ -114,7 +119,9 @@ export class Market {
         ? 0
         : sigmoid(0.2 + 0.8 * quality - 0.45 * (band - 3) + 1.0 * (field('income_score', 0.5) - 0.5) - 0.3 * (lenders - 1.2) + (who.segment === 'dormant_approved' ? 1.2 : 0) - 2 * overdue);
     const defaultChance = sigmoid(-2.6 - 0.6 * quality + 0.3 * (lenders - 1.2) + 0.3 * (band - 3) + 2 * overdue - 2 * (field('repay_score', 0.5) - 0.5));
-    return { ...who, clickChance, applyChance, approveChance, defaultChance, approved: false };
+    // From the same hidden quality: better borrowers borrow more and for longer.
+    const lifetimeValueFen = Math.round(80_000 * Math.exp(0.4 * quality + 0.8 * (field('income_score', 0.5) - 0.5) - 0.1 * (band - 3)));
+    return { ...who, clickChance, applyChance, approveChance, defaultChance, lifetimeValueFen, approved: false };
   }
 
   private gaussian(): number {

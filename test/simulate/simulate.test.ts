@@ -3,8 +3,8 @@ import { simulate, totals } from '../../simulate/simulation.js';
 
 /**
  * The market simulation on a small seed, through real engines: the full loop (attribution, bid tuning, creative
- * sampling, online learning) must buy approved customers cheaper than the static demo book without buying worse ones, and the
- * static book cheaper than no RTA. The margins leave room for the creative controller's random draws.
+ * sampling, online learning), asked for about the static book's own cost per approved customer, must buy them
+ * cheaper than the static demo book without buying much fewer or worse ones; and the static book must beat no RTA. The margins leave room for the creative controller's random draws.
  */
 describe('market simulation', () => {
   test('the loop beats the static book on cost per approved customer and does not raise the default share', async () => {
@@ -13,10 +13,10 @@ describe('market simulation', () => {
     const fixed = totals(sim.scenarios['static book'].days);
     const loop = totals(sim.scenarios['full loop'].days);
     expect(fixed.costPerApprovedFen).toBeLessThan(none.costPerApprovedFen * 0.9);
-    expect(loop.costPerApprovedFen).toBeLessThan(fixed.costPerApprovedFen * 0.93);
+    expect(loop.costPerApprovedFen).toBeLessThan(fixed.costPerApprovedFen * 0.97);
     expect(loop.defaultShare).toBeLessThanOrEqual(fixed.defaultShare + 0.01);
-    // The loop keeps most of the volume: it is not cheaper merely by buying nothing.
-    expect(loop.approved).toBeGreaterThan(fixed.approved * 0.85);
+    // Not cheaper merely by buying much less.
+    expect(loop.approved).toBeGreaterThanOrEqual(fixed.approved * 0.9);
     for (const name of ['static book', 'full loop'] as const) expect(sim.scenarios[name].unmatchedEvents).toBe(0);
     expect(sim.scenarios['full loop'].controllerChanges).toBeGreaterThan(0);
     expect(sim.scenarios['static book'].controllerChanges).toBe(0);
