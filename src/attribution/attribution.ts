@@ -286,7 +286,7 @@ export class Attribution {
         const take = takeFor(decision.takes, event);
         if (typeof take === 'object') results[i] = take;
         else {
-          claims.push({ media: event.media, traceId: event.traceId, take, strategyId: decision.takes[take]!.strategyId, kind: event.kind });
+          claims.push({ ref: decision.ref, media: event.media, traceId: event.traceId, take, strategyId: decision.takes[take]!.strategyId, kind: event.kind });
           claimed.push(i);
         }
       }

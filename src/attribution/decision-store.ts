@@ -12,12 +12,16 @@ export interface Decision {
   risk: number;
   book: string;
   takes: readonly NewTake[];
-  /** The device key is the decision's own copy. */
+  /** Its key bytes are valid while the batch is joined (the ring's own, or Redis's answer). */
   device: DecidedDevice | null;
+  /** Where the store found it, for the claims that follow (the ring's sequence number; unused by Redis). */
+  ref: number;
 }
 
 /** An event's claim on one take's funnel stage: the first claim is joined, any later one is a duplicate. */
 export interface Claim {
+  /** The decision's ref, from find. */
+  ref: number;
   media: string;
   traceId: string;
   take: number;
@@ -27,7 +31,7 @@ export interface Claim {
 
 export interface DecisionStore {
   /** Keeps a taken decision for the window (a second one under the same trace id replaces the first). */
-  remember(media: string, traceId: string, decision: Decision): void;
+  remember(media: string, traceId: string, decision: Omit<Decision, 'ref'>): void;
   /** Writes what remember kept, where it is not written at once. */
   flush(): Promise<void>;
   find(keys: readonly { media: string; traceId: string }[]): Promise<(Decision | null)[]>;
@@ -43,7 +47,7 @@ export interface DecisionStore {
 export class LocalDecisions implements DecisionStore {
   constructor(private readonly memory: DecisionMemory) {}
 
-  remember(media: string, traceId: string, decision: Decision): void {
+  remember(media: string, traceId: string, decision: Omit<Decision, 'ref'>): void {
     this.memory.remember(media, traceId, decision.timeMs, decision.risk, decision.book, decision.takes, decision.device);
   }
 
@@ -53,22 +57,23 @@ export class LocalDecisions implements DecisionStore {
     return keys.map(({ media, traceId }) => {
       const sequence = this.memory.find(media, traceId);
       if (sequence < 0) return null;
-      const device = this.memory.deviceOf(sequence);
       return {
         timeMs: this.memory.timeOf(sequence),
         risk: this.memory.riskOf(sequence),
         book: this.memory.bookOf(sequence),
         takes: Array.from({ length: this.memory.takesOf(sequence) }, (_, t) => this.memory.take(sequence, t)),
-        device: device && { ...device, keys: device.keys.slice(device.at, device.at + 16), at: 0 },
+        device: this.memory.deviceOf(sequence),
+        ref: sequence,
       };
     });
   }
 
+  /**
+   * By the sequence numbers find gave: find and claim answer at once, so only microtasks run between them and no
+   * decision can have been remembered (or forgotten) in between.
+   */
   async claim(claims: readonly Claim[]): Promise<boolean[]> {
-    return claims.map((c) => {
-      const sequence = this.memory.find(c.media, c.traceId);
-      return sequence >= 0 && this.memory.markSeen(sequence, c.take, c.kind);
-    });
+    return claims.map((c) => this.memory.markSeen(c.ref, c.take, c.kind));
   }
 
   forgetOlderThan(nowMs: number): void {

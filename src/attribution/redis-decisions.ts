@@ -20,7 +20,7 @@ export class RedisDecisions implements DecisionStore {
     private readonly onError: (op: 'remember' | 'find' | 'claim', error: Error) => void,
   ) {}
 
-  remember(media: string, traceId: string, decision: Decision): void {
+  remember(media: string, traceId: string, decision: Omit<Decision, 'ref'>): void {
     const ttlMs = Math.round(decision.timeMs + this.windowMs - Date.now());
     if (ttlMs <= 0) return;
     const device = decision.device && {
@@ -55,7 +55,7 @@ export class RedisDecisions implements DecisionStore {
       const stored = JSON.parse(value) as { t: number; r: number | null; b: string; k: Decision['takes']; d: { key: string; known: boolean; os: number } | null };
       const device = stored.d && { keys: Buffer.from(stored.d.key, 'hex'), at: 0, known: stored.d.known, os: stored.d.os };
       // JSON has no NaN: a decision without a risk score comes back null.
-      return { timeMs: stored.t, risk: stored.r ?? NaN, book: stored.b, takes: stored.k, device };
+      return { timeMs: stored.t, risk: stored.r ?? NaN, book: stored.b, takes: stored.k, device, ref: -1 };
     });
   }
 
