@@ -58,7 +58,9 @@ export interface ScenarioOptions {
 const HOUR_MS = 3_600_000;
 const CONCURRENCY = 32;
 /** Busy hours in the media's day (China Standard Time), as shares of a day's impressions. */
-const HOURLY_SHARE = [2, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 5, 6, 5, 5, 5, 5, 5, 6, 7, 7, 6, 5, 3].map((w, _i, all) => w / all.reduce((s, x) => s + x, 0));
+const HOURLY_WEIGHT = [2, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 5, 6, 5, 5, 5, 5, 5, 6, 7, 7, 6, 5, 3];
+const WEIGHT_TOTAL = HOURLY_WEIGHT.reduce((sum, w) => sum + w, 0);
+const HOURLY_SHARE = HOURLY_WEIGHT.map((w) => w / WEIGHT_TOTAL);
 
 /** What chance decides about one impression, drawn before anyone bids, so every scenario meets the same market. */
 interface Impression {

@@ -11,6 +11,7 @@ import type { Claim, Decision, DecisionStore } from './decision-store.js';
  */
 export class RedisDecisions implements DecisionStore {
   private queued: { key: string; value: string; ttlMs: number }[] = [];
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly client: RedisClient,
@@ -31,9 +32,15 @@ export class RedisDecisions implements DecisionStore {
     this.queued.push({ key: this.decisionKey(media, traceId), value: JSON.stringify({ t: decision.timeMs, r: decision.risk, b: decision.book, k: decision.takes, d: device }), ttlMs });
   }
 
-  async flush(): Promise<void> {
+  /** Chained: a flush returns once every decision remembered before it is written, a tick's own included. */
+  flush(): Promise<void> {
     const batch = this.queued;
     this.queued = [];
+    this.writing = this.writing.then(() => this.write(batch));
+    return this.writing;
+  }
+
+  private async write(batch: RedisDecisions['queued']): Promise<void> {
     if (batch.length === 0) return;
     try {
       await Promise.all(batch.map(({ key, value, ttlMs }) => this.client.set(key, value, 'PX', ttlMs)));

@@ -31,11 +31,22 @@ export interface ScheduleConfig {
   intervalMinutes: number;
 }
 
+/**
+ * Runs `look` every intervalMinutes while `enabled()` says so; a failed look is logged as `<what>_failed`, and the
+ * next one comes on time. Returns what stops it.
+ */
+export function onSchedule(what: string, intervalMinutes: number, enabled: () => boolean, look: () => Promise<unknown>): () => void {
+  const timer = setInterval(() => {
+    if (enabled()) look().catch((err: Error) => log('error', `${what}_failed`, { message: err.message }));
+  }, intervalMinutes * 60_000).unref();
+  return () => clearInterval(timer);
+}
+
 export type LiveBook = { strategies: ({ id: string; kind: string } & Record<string, unknown>)[] } & Record<string, unknown>;
 
 export abstract class BookController<Step extends ControllerStep> {
   private enabled: boolean;
-  private timer: NodeJS.Timeout | null = null;
+  private stopSchedule: (() => void) | null = null;
   private lastLook: string | null = null;
   private steps: Step[] = [];
   private readonly actions: ControllerState['actions'] = [];
@@ -52,13 +63,11 @@ export abstract class BookController<Step extends ControllerStep> {
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      if (this.enabled) this.look().catch((err: Error) => log('error', 'controller_failed', { controller: this.name, message: err.message }));
-    }, this.schedule.intervalMinutes * 60_000).unref();
+    this.stopSchedule = onSchedule(this.name, this.schedule.intervalMinutes, () => this.enabled, () => this.look());
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.stopSchedule?.();
   }
 
   /** A person switches it on or off; off, the schedule makes no change (a person may still ask for a look). */

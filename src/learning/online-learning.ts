@@ -11,6 +11,7 @@ import { FeatureExtractor } from '../scoring/features.js';
 import { loadLogisticModel, type LogisticModel } from '../scoring/logistic.js';
 import { readManifest, type ModelManifest } from '../scoring/manifest.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
+import { onSchedule } from '../controllers/controller.js';
 import type { LearnerFigures } from './ftrl.js';
 import type { LearnerData, LearnerRequest } from './learner-thread.js';
 
@@ -66,7 +67,7 @@ export interface LearningHooks {
 
 export class OnlineLearning {
   private enabled: boolean;
-  private timer: NodeJS.Timeout | null = null;
+  private stopSchedule: (() => void) | null = null;
   private readonly worker: Worker;
   private readonly replies = new Map<number, { resolve: (reply: Record<string, unknown>) => void; reject: (err: Error) => void }>();
   private nextId = 0;
@@ -123,20 +124,20 @@ export class OnlineLearning {
     this.worker.on('exit', (code) => this.failed ?? fail(new Error(`the learner thread exited (code ${code})`)));
     this.worker.unref();
     this.examples = new Counter({ name: 'rta_learning_examples_total', help: 'Examples the online learner learned from, by label (1 approved, 0 not within labelAfterSeconds).', labelNames: ['label'] as const, registers: [registry] });
-    this.lookResults = new Counter({ name: 'rta_learning_looks_total', help: 'Online learning looks, by result: published, not_better, too_few_examples.', labelNames: ['result'] as const, registers: [registry] });
+    this.lookResults = new Counter({ name: 'rta_learning_looks_total', help: 'Online learning looks, by result: published, not_better, too_few_examples, rolled_back.', labelNames: ['result'] as const, registers: [registry] });
     this.dropped = new Counter({ name: 'rta_learning_dropped_total', help: 'Outcomes the online learner could not label: approval_without_application, too_many_pending (learning.maxPending).', labelNames: ['reason'] as const, registers: [registry] });
     const pending = this.pending;
     new Gauge({ name: 'rta_learning_pending_applications', help: 'Credit applications waiting for their approval or for labelAfterSeconds.', registers: [registry], collect() { this.set(pending.size); } });
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      if (this.enabled) this.look().catch((err: Error) => log('error', 'learning_look_failed', { message: err.message }));
-    }, this.config.intervalMinutes * 60_000).unref();
+    this.stopSchedule = onSchedule('learning_look', this.config.intervalMinutes, () => this.enabled, () => this.look());
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.stopSchedule?.();
+    // Not a failure: the exit that follows is ours.
+    this.failed = 'stopped';
     void this.worker.terminate();
   }
 

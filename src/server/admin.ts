@@ -36,7 +36,6 @@ export interface AdminHooks {
   maxBodyBytes: number;
   /** POST /events and GET /results; null when attribution is off. */
   attribution: Attribution | null;
-  /** The bid-tuning controller's routes; null when attribution is off. */
   /** Empty when attribution is off (the controllers act on its results). */
   controllers: readonly BookController<ControllerStep>[];
   /** Null when online learning is off (learning.enabled). */
@@ -128,9 +127,7 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
       const action = req.getParameter(1);
       partCall(res, metrics, attribution, ATTRIBUTION_OFF, maxBodyBytes, (_a, body) => {
         const controller = controllerNamed(controllers, name);
-        if (action !== 'on' && action !== 'off' && action !== 'run') throw new InputError('invalid_request', `no controller action "${action}" (on, off, run)`);
-        const by = parseBody(applySchema, body);
-        log('info', 'controller_by_hand', { controller: name, action, author: by.author, message: by.message });
+        byHand(name, action, ['on', 'off', 'run'], body);
         return action === 'run' ? controller.look() : controller.setEnabled(action === 'on');
       });
     }))
@@ -138,9 +135,7 @@ export function createAdminApp(uws: Uws, { metrics, token, exposition, isReady, 
     .post('/learning/:action', guarded((res, req) => {
       const action = req.getParameter(0);
       partCall(res, metrics, learning, LEARNING_OFF, maxBodyBytes, (l, body) => {
-        if (action !== 'on' && action !== 'off' && action !== 'run' && action !== 'rollback') throw new InputError('invalid_request', `no learning action "${action}" (on, off, run, rollback)`);
-        const by = parseBody(applySchema, body);
-        log('info', 'learning_by_hand', { action, author: by.author, message: by.message });
+        const by = byHand('learning', action, ['on', 'off', 'run', 'rollback'], body);
         return action === 'run' ? l.look() : action === 'rollback' ? l.rollback(by) : l.setEnabled(action === 'on');
       });
     }))
@@ -210,6 +205,14 @@ function partCall<Part>(res: HttpResponse, metrics: Metrics, part: Part | null, 
     return;
   }
   bookCall(res, metrics, bodyLimit, (body) => work(part, body), off.failure);
+}
+
+/** A person's action on an automatic part: one of `actions`, signed with who and why, and logged. */
+function byHand(part: string, action: string, actions: readonly string[], body: Buffer): z.infer<typeof applySchema> {
+  if (!actions.includes(action)) throw new InputError('invalid_request', `no ${part} action "${action}" (${actions.join(', ')})`);
+  const by = parseBody(applySchema, body);
+  log('info', 'automatic_part_by_hand', { part, action, author: by.author, message: by.message });
+  return by;
 }
 
 function controllerNamed(controllers: readonly BookController<ControllerStep>[], name: string): BookController<ControllerStep> {

@@ -118,8 +118,7 @@ export function compileLayers(layers: readonly LayerInput[], experiments: readon
 }
 
 function compileLayer(id: string, salt: string, experiments: readonly ExperimentInput[], problems: string[]): CompiledLayer {
-  const saltBytes = new TextEncoder().encode(salt);
-  const saltState = fnv1a(FNV_OFFSET, saltBytes, 0, saltBytes.length);
+  const state = saltState(salt);
   const armByBucket: (CompiledArm | null)[] = [];
   const arms: CompiledArm[] = [];
   const armByPlatformId = new Map<number, CompiledArm>();
@@ -157,7 +156,7 @@ function compileLayer(id: string, salt: string, experiments: readonly Experiment
           const arm = armByPlatformId.get(platformId);
           if (arm) return arm;
         }
-      return armByBucket[finishBucket(fnv1a(saltState, key, offset, offset + 16))]!;
+      return armByBucket[saltedBucket(state, key, offset)]!;
     },
   };
 }

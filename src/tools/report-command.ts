@@ -40,8 +40,8 @@ export async function reportCommand(args: string[]): Promise<void> {
   if (values.format !== 'text' && values.format !== 'json') throw new ReportUsageError('--format must be text or json');
   const report = (await adminCall(values, 'GET', `/results?by=${encodeURIComponent(values.by)}`)) as AttributionReport;
   if (values.format === 'json') return void console.log(JSON.stringify(report, null, 2));
-  const memory = report.rememberedDecisions === null ? 'taken decisions remembered in the shared memory (Redis)' : `${report.rememberedDecisions} taken decisions remembered (oldest ${report.oldestDecision ?? 'none'}`;
-  console.log(`decisions since ${report.since ?? '(none yet)'}; ${memory}${report.rememberedDecisions === null ? ' (' : ', '}window ${report.windowDays} days)`);
+  const memory = report.rememberedDecisions === null ? 'taken decisions remembered in the shared memory (Redis' : `${report.rememberedDecisions} taken decisions remembered (oldest ${report.oldestDecision ?? 'none'}`;
+  console.log(`decisions since ${report.since ?? '(none yet)'}; ${memory}, window ${report.windowDays} days)`);
   console.log(reportTable(report.rows, values.by.split(',').filter(Boolean)));
 }
 
@@ -68,16 +68,19 @@ export function reportTable(rows: ResultRow[], by: string[]): string {
   return [format(header), ...lines.map(format)].join('\n');
 }
 
-/** `rta tuning` and `rta creatives`: one controller's last look and changes, or a person's on, off or run. */
-export async function controllerCommand(name: 'bid-tuning' | 'creatives', args: string[]): Promise<void> {
+/** GET `path`, or a person's signed POST `path/<action>` for one of `actions`. */
+async function signedCall(args: string[], path: string, actions: readonly string[]): Promise<unknown> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...ADMIN_OPTIONS, author: { type: 'string' }, message: { type: 'string' } } });
   const action = positionals[0] ?? 'status';
-  let state: ControllerState & Record<string, unknown>;
-  if (action === 'status') state = (await adminCall(values, 'GET', `/controllers/${name}`)) as typeof state;
-  else if (action === 'run' || action === 'on' || action === 'off') {
-    if (!values.author || !values.message) throw new ReportUsageError('say who and why: --author and --message are required');
-    state = (await adminCall(values, 'POST', `/controllers/${name}/${action}`, { author: values.author, message: values.message })) as typeof state;
-  } else throw new ReportUsageError(`unknown action "${action}" (status, run, on, off)`);
+  if (action === 'status') return adminCall(values, 'GET', path);
+  if (!actions.includes(action)) throw new ReportUsageError(`unknown action "${action}" (status, ${actions.join(', ')})`);
+  if (!values.author || !values.message) throw new ReportUsageError('say who and why: --author and --message are required');
+  return adminCall(values, 'POST', `${path}/${action}`, { author: values.author, message: values.message });
+}
+
+/** `rta tuning` and `rta creatives`: one controller's last look and changes, or a person's on, off or run. */
+export async function controllerCommand(name: 'bid-tuning' | 'creatives', args: string[]): Promise<void> {
+  const state = (await signedCall(args, `/controllers/${name}`, ['run', 'on', 'off'])) as ControllerState & Record<string, unknown>;
   const setting = name === 'bid-tuning' ? `gain ${state.gain}` : `${state.draws} draws`;
   console.log(`${name} ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min, ${setting}; last look ${state.lastLook ?? 'never'}`);
   for (const step of state.steps) {
@@ -89,14 +92,7 @@ export async function controllerCommand(name: 'bid-tuning' | 'creatives', args: 
 
 /** `rta learning`: the online learner's model in service and its looks, or a person's on, off, run or rollback. */
 export async function learningCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...ADMIN_OPTIONS, author: { type: 'string' }, message: { type: 'string' } } });
-  const action = positionals[0] ?? 'status';
-  let state: LearningState;
-  if (action === 'status') state = (await adminCall(values, 'GET', '/learning')) as LearningState;
-  else if (['run', 'on', 'off', 'rollback'].includes(action)) {
-    if (!values.author || !values.message) throw new ReportUsageError('say who and why: --author and --message are required');
-    state = (await adminCall(values, 'POST', `/learning/${action}`, { author: values.author, message: values.message })) as LearningState;
-  } else throw new ReportUsageError(`unknown action "${action}" (status, run, on, off, rollback)`);
+  const state = (await signedCall(args, '/learning', ['run', 'on', 'off', 'rollback'])) as LearningState;
   console.log(`learning ${state.model} ${state.enabled ? 'on' : 'off'}, every ${state.intervalMinutes} min; in service ${state.model}@${state.inService}`);
   console.log(`  examples: ${state.examples.positive} approved, ${state.examples.negative} not; ${state.pendingApplications} applications waiting${state.failed ? `; FAILED: ${state.failed}` : ''}`);
   for (const look of state.looks) console.log(`  ${look.time}  ${look.result}  ${look.version}: ${look.reason}`);

@@ -99,6 +99,6 @@ describe('bid tuning', () => {
     expect((await admin<ControllerState>('POST', '/controllers/bid-tuning/off', signature)).enabled).toBe(false);
     const unsigned = await post(`${engine.adminUrl}/controllers/bid-tuning/on`, '{}', 'application/json');
     expect([unsigned.status, unsigned.text]).toEqual([400, 'invalid_request: author: Invalid input: expected string, received undefined\n']);
-    expect(engine.output()).toContain('"event":"controller_by_hand","controller":"bid-tuning","action":"on","author":"ana"');
+    expect(engine.output()).toContain('"event":"automatic_part_by_hand","part":"bid-tuning","action":"on","author":"ana"');
   });
 });

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { REDIS_SERVER_FOUND, startRedisServer, type RedisServer } from '../support/redis-server.js';
-import { loadPersonas, metricSum, post, requestFor, scrape, send, tencent } from '../support/rta-client.js';
+import { loadPersonas, metricSum, post, requestFor, scrape, send, tencent, waitForMetric } from '../support/rta-client.js';
 
 /**
  * Two engine nodes sharing their decision memory in a real Redis: a decision made by one node joins the events
@@ -43,10 +43,10 @@ describe.skipIf(!REDIS_SERVER_FOUND)('attribution shared by two nodes through Re
   test("an event posted to either node joins the decision of the node that made it, once", async () => {
     const { decoded } = await send(a, tencent, requestFor(prime, { requestId: 'shared-1' }));
     const strategy = (decoded.target_infos as { out_target_id: string }[])[0]!.out_target_id;
-    // Node a writes its decisions to Redis as it reads its own log: awaited by the key appearing.
-    const key = 'rta:attribution:decision:{tencent:shared-1}';
-    for (let tries = 0; tries < 500 && (await client.exists(key)) === 0; tries++) await new Promise((resolve) => setTimeout(resolve, 10));
-    const ttl = await client.pttl(key);
+    // Node a writes its decisions to Redis as it reads its own log; a batch posted to it answers once they are written.
+    expect(await waitForMetric(a, 'rta_attribution_log_records_total', {}, 1, 10_000)).toBe(1);
+    expect(JSON.parse((await events(a, [{ trace_id: 'not-yet', media: 'tencent', event: 'click', event_time: Date.now() }])).text)).toMatchObject({ unmatched: 1 });
+    const ttl = await client.pttl('rta:attribution:decision:{tencent:shared-1}');
     expect(ttl).toBeGreaterThan(6.9 * 86_400_000);
     expect(ttl).toBeLessThanOrEqual(7 * 86_400_000);
 
