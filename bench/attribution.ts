@@ -35,7 +35,7 @@ const profile = loadProfileSchema(config.store.profileSchema);
 const { store } = loadSnapshot(config.store.snapshot, profile);
 const scorer = new BatchScorer(config.scoring.manifest, config.store.profileSchema);
 const book = loadStrategyBook(config.strategies, profile, scorer.modelNames);
-const engine = new Engine({ config: config.engine, book, store, scorer: new InlineScorer(scorer), profile, metrics: createMetrics({ processMetrics: false }) });
+const engine = new Engine({ config: config.engine, media: config.media, book, store, scorer: new InlineScorer(scorer), profile, metrics: createMetrics({ processMetrics: false }) });
 
 const logDir = mkdtempSync(join(tmpdir(), 'rta-bench-attribution-log-'));
 const metrics = createMetrics({ processMetrics: false });

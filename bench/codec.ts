@@ -62,6 +62,7 @@ const decision: Decision = {
   processingTimeUs: 850,
   modelVersion: 'apply@3,risk@7',
   bookVersion: '3f9a1c2b7d4e',
+  mediaStrategyIds: new Map(),
   facts: null,
 };
 

@@ -54,6 +54,7 @@ const views: DeviceView[] = contexts.map((c, i) => ({
   recordOffset: Math.max(0, offsets[i]!),
   flags: offsets[i]! >= 0 ? readField(store.records, offsets[i]!, flagsField) : 0,
   platformExperimentIds: c.platformExperimentIds,
+  askedStrategyIds: c.askedStrategyIds,
   scores: new Float32Array(scorer.modelCount),
   scoresOffset: 0,
 }));
@@ -105,7 +106,7 @@ const encode = measure('encode', () => {
   for (const [i, c] of contexts.entries()) sink += (tencentAdapter.encode(c, decisions[i]!).body as Uint8Array).length;
 });
 
-const engine = new Engine({ config: config.engine, book, store, scorer: new InlineScorer(scorer), profile, metrics: createMetrics({ processMetrics: false }) });
+const engine = new Engine({ config: config.engine, media: config.media, book, store, scorer: new InlineScorer(scorer), profile, metrics: createMetrics({ processMetrics: false }) });
 const encodingSink: DecisionSink = {
   deliver(context, decision) {
     sink += (tencentAdapter.encode(context, decision).body as Uint8Array).length;

@@ -74,6 +74,7 @@ const views: DeviceView[] = contexts.map((c, i) => {
     recordOffset: Math.max(0, offset),
     flags: offset >= 0 ? readField(store.records, offset, flagsField) : 0,
     platformExperimentIds: c.platformExperimentIds,
+    askedStrategyIds: c.askedStrategyIds,
     scores: new Float32Array(scorer.modelCount),
     scoresOffset: 0,
   };

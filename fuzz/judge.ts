@@ -1,5 +1,5 @@
 import type { MediaClient } from '../src/media/simulated-request.js';
-import { MEDIA_CLIENTS } from '../src/media/clients.js';
+import { MEDIA_MODULES } from '../src/media/registry.js';
 import type { RawReply } from '../test/support/raw-http.js';
 import { loadStrategyFile } from '../test/support/rta-client.js';
 import { Malformed, parseMessage, PROTOBUF_SPECS, type Decoder, type Expected } from './reference.js';
@@ -26,7 +26,7 @@ const MAX_FACTOR = 5.0 + 1e-6;
 const bidStrategyIds = new Set(loadStrategyFile().strategies.filter((s) => s.kind === 'bid' && s.enabled !== false).map((s) => s.id));
 
 function clientFor(path: string): MediaClient {
-  const client = [...MEDIA_CLIENTS.values()].find((c) => c.path === path);
+  const client = MEDIA_MODULES.find((m) => m.path === path)?.client;
   if (!client) throw new Error(`no media client serves ${path}`);
   return client;
 }

@@ -3,6 +3,9 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { DEVICE_ID_KIND_NAMES } from './engine/types.js';
+import { MEDIA_MODULES } from './media/registry.js';
+import { mediaRulesSchema } from './media/rules.js';
 import { exactlyOneTarget, redisConnectionShape } from './store/redis-client.js';
 import { redisStoreOptionsSchema } from './store/redis.js';
 
@@ -15,7 +18,7 @@ const REPO_ROOT = new URL('../', import.meta.url).pathname;
 const fromRoot = (path: string) => resolve(REPO_ROOT, path);
 
 const port = z.number().int().min(0).max(65535);
-const idKind = z.enum(['oaid_md5', 'imei_md5', 'idfa_md5', 'android_id_md5', 'mac_md5', 'caid_md5']);
+const idKind = z.enum(Object.values(DEVICE_ID_KIND_NAMES) as [string, ...string[]]);
 
 export /** "10.1.0.0/16", "2001:db8::/32" or a single address. */
 const network = z.string().refine(
@@ -30,7 +33,7 @@ const network = z.string().refine(
 
 const mediaAuthSchema = z
   .object({
-    /** A secret shared with the media: give it by environment (RTA_TENCENT_TOKEN, RTA_NATIVE_TOKEN). */
+    /** A secret shared with the media: give it by environment (RTA_<MEDIA>_TOKEN, e.g. RTA_TENCENT_SP_TOKEN). */
     token: z.string().min(16, 'a media token needs at least 16 characters').optional(),
     /** `header`: sent as X-RTA-Token; `path`: the route becomes /rta/<media>/<token>, for media that cannot set headers. */
     tokenIn: z.enum(['header', 'path']).default('header'),
@@ -55,7 +58,10 @@ const configSchema = z
         adminToken: z.string().min(16, 'an admin token needs at least 16 characters').optional(),
         adminAuth: z.enum(['off-loopback', 'always']).default('off-loopback'),
         /** Optional access control per media route: a shared token, an allow-list of source networks, or both. */
-        mediaAuth: z.object({ tencent: mediaAuthSchema.optional(), native: mediaAuthSchema.optional() }).strict().prefault({}),
+        mediaAuth: z
+          .object(Object.fromEntries(MEDIA_MODULES.map((m) => [m.name, mediaAuthSchema.optional()])))
+          .strict()
+          .prefault({}),
         /** Larger bodies get 413 and the connection is closed. */
         maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
         /**
@@ -124,6 +130,11 @@ const configSchema = z
         message: 'store.kind "redis" needs a store.redis block (at least { "url": "redis://host:port" })',
         path: ['redis'],
       }),
+    /** Per media, the rules its platform applies to an answer (media/module.ts); each defaults to the module's. */
+    media: z
+      .object(Object.fromEntries(MEDIA_MODULES.map((m) => [m.name, mediaRulesSchema(m.rules)])))
+      .strict()
+      .prefault({}),
     strategies: z.string().default('data/strategies.json'),
     /** Every version of the strategy book and who applied it when, for audit and rollback (strategy/versions.ts). */
     strategyHistory: z.string().default('data/book-history'),
@@ -280,8 +291,9 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   ADMIN_PORT: { path: ['server', 'adminPort'], kind: 'int' },
   RTA_ADMIN_TOKEN: { path: ['server', 'adminToken'], kind: 'string' },
   RTA_ADMIN_AUTH: { path: ['server', 'adminAuth'], kind: 'string' },
-  RTA_TENCENT_TOKEN: { path: ['server', 'mediaAuth', 'tencent', 'token'], kind: 'string' },
-  RTA_NATIVE_TOKEN: { path: ['server', 'mediaAuth', 'native', 'token'], kind: 'string' },
+  ...Object.fromEntries(
+    MEDIA_MODULES.map((m) => [`RTA_${m.name.toUpperCase().replace(/-/g, '_')}_TOKEN`, { path: ['server', 'mediaAuth', m.name, 'token'], kind: 'string' as const }]),
+  ),
   RTA_SERVER_MODE: { path: ['server', 'mode'], kind: 'string' },
   RTA_APP_THREADS: { path: ['server', 'appThreads'], kind: 'int' },
   RTA_SHED_AFTER_MICROS: { path: ['server', 'shedAfterMicros'], kind: 'int' },

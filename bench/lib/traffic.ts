@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DeviceIdKind } from '../../src/engine/types.js';
-import { MEDIA_CLIENTS } from '../../src/media/clients.js';
+import { mediaModule } from '../../src/media/registry.js';
 import type { SimulatedAd, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { DemoRandom } from '../../src/store/demo-population.js';
 import type { BenchDevice, DevicePopulation } from './population.js';
@@ -204,8 +204,7 @@ export interface EncodedRequest {
 /** Encodes every item once, up front, with the media's own client: nothing is encoded while load runs. */
 export function encodeTraffic(items: readonly TrafficItem[], host: string, options: { json?: boolean } = {}): EncodedRequest[] {
   return items.map(({ media, request }) => {
-    const client = MEDIA_CLIENTS.get(media);
-    if (!client) throw new Error(`no media client named ${media}`);
+    const { client } = mediaModule(media);
     const { body, contentType } = client.encodeRequest(request, options);
     const head = `POST ${client.path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`;
     const bodyBuffer = Buffer.from(body);

@@ -4,9 +4,7 @@
  * bytes as the engine does. Run: node --import tsx bench/servers/bare-uws.ts  (env HOST, PORT; PORT=0 = any free)
  */
 import { DeviceIdKind, type Decision } from '../../src/engine/types.js';
-import { MEDIA_CLIENTS } from '../../src/media/clients.js';
-import { nativeAdapter } from '../../src/media/native/adapter.js';
-import { tencentAdapter } from '../../src/media/tencent/adapter.js';
+import { mediaModule } from '../../src/media/registry.js';
 import { loadNativeUws } from '../../src/server/uws.js';
 
 const TYPICAL_TAKE: Decision = {
@@ -31,12 +29,12 @@ const TYPICAL_TAKE: Decision = {
   processingTimeUs: 180,
   modelVersion: 'apply@1,approve@1,risk@1,ltv@1',
   bookVersion: '3f9a1c2b7d4e',
+  mediaStrategyIds: new Map(),
   facts: null,
 };
 
 function typicalReply(media: 'tencent' | 'native'): { body: Uint8Array; contentType: string } {
-  const client = MEDIA_CLIENTS.get(media)!;
-  const adapter = media === 'tencent' ? tencentAdapter : nativeAdapter;
+  const { client, adapter } = mediaModule(media);
   const request = client.encodeRequest({
     requestId: '0000002a0001e2405f3a9c7be1d04c2f',
     os: 'android',

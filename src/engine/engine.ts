@@ -1,4 +1,6 @@
 import type { Config } from '../config.js';
+import type { MediaRules } from '../media/module.js';
+import { cacheSecondsFor } from '../media/rules.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { ScoringJob } from '../scoring/pool.js';
 import type { ProfileSchema } from '../store/profile-schema.js';
@@ -77,6 +79,8 @@ export type RequestStage = 'lookup' | 'screen' | 'score' | 'decide';
 
 export interface EngineParts {
   config: Config['engine'];
+  /** Each media's rules (config `media`), applied to every decision for it; a media not listed gets the book's as they are. */
+  media: Readonly<Record<string, MediaRules>>;
   book: StrategyBook;
   store: DeviceStore | AsyncDeviceStore;
   scorer: Scorer;
@@ -125,7 +129,7 @@ export class Engine {
     this.parts = parts;
     this.knownSlot = parts.metrics.deviceLookups.slot({ result: 'known' });
     this.unknownSlot = parts.metrics.deviceLookups.slot({ result: 'unknown' });
-    this.rankByKind = new Int8Array(8).fill(-1);
+    this.rankByKind = new Int8Array(Math.max(...Object.keys(DEVICE_ID_KIND_NAMES).map(Number)) + 1).fill(-1);
     const kindByName = Object.fromEntries(Object.entries(DEVICE_ID_KIND_NAMES).map(([kind, name]) => [name, Number(kind)]));
     parts.config.deviceIdOrder.forEach((name, rank) => (this.rankByKind[kindByName[name]!] = rank));
     const flags = parts.profile.field('flags');
@@ -144,7 +148,7 @@ export class Engine {
    */
   handle(context: BidContext, sink: DecisionSink, receivedAt: number): void {
     if (context.isPing) {
-      sink.deliver(context, this.reject(DecisionCode.TAKE, 'ping'));
+      sink.deliver(context, this.reject(context.media, DecisionCode.TAKE, 'ping'));
       return;
     }
     const request = new PendingRequest(this, this.parts, context, sink, receivedAt + this.deadlineMs);
@@ -158,7 +162,7 @@ export class Engine {
   private lookUp(request: PendingRequest): void {
     const keys = this.usableKeys(request.context);
     if (keys.length === 0) {
-      request.sink.deliver(request.context, this.reject(DecisionCode.NO_USABLE_DEVICE_ID));
+      request.sink.deliver(request.context, this.reject(request.context.media, DecisionCode.NO_USABLE_DEVICE_ID));
       return;
     }
     request.deviceKey = keys[0]!;
@@ -257,8 +261,8 @@ export class Engine {
    * buy. The cache time is the book's fallback one, the team's choice for answers given without a decision.
    */
   shed(context: BidContext, sink: DecisionSink): void {
-    const decision = this.reject(DecisionCode.DEADLINE_FALLBACK, SHED_REASON);
-    decision.cacheTtlSeconds = this.parts.book.cacheTtlSeconds.fallback;
+    const decision = this.reject(context.media, DecisionCode.DEADLINE_FALLBACK, SHED_REASON);
+    decision.cacheTtlSeconds = this.cacheSeconds(context.media, this.parts.book.cacheTtlSeconds.fallback);
     sink.deliver(context, decision);
   }
 
@@ -270,10 +274,10 @@ export class Engine {
     if (this.parts.config.fallback === 'neutral') {
       decision = this.finish(request, book.neutral(request, request.mask, request.deviceKey, 0), false);
     } else {
-      decision = this.reject(DecisionCode.DEADLINE_FALLBACK);
+      decision = this.reject(request.context.media, DecisionCode.DEADLINE_FALLBACK);
     }
     decision.reason = reason;
-    decision.cacheTtlSeconds = book.cacheTtlSeconds.fallback;
+    decision.cacheTtlSeconds = this.cacheSeconds(request.context.media, book.cacheTtlSeconds.fallback);
     decision.bookVersion = book.version;
     decision.facts = request;
     return decision;
@@ -289,6 +293,8 @@ export class Engine {
     request.excludedBy = outcome.excludedBy;
     const code =
       outcome.exclusion !== null ? CODE_BY_EXCLUSION[outcome.exclusion] : outcome.strategies.length > 0 ? DecisionCode.TAKE : DecisionCode.NO_STRATEGY_WANTS;
+    const rules = request.parts.media[request.context.media];
+    if (code === DecisionCode.TAKE && rules !== undefined) book.applyMediaRules(outcome, rules);
     if (code === DecisionCode.TAKE && decided && !request.context.isTest) {
       for (const s of outcome.strategies) {
         let slots = this.strategySlots.get(s.strategyId);
@@ -306,12 +312,13 @@ export class Engine {
       reason: REASON_BY_CODE[code]!,
       strategies: code === DecisionCode.TAKE ? outcome.strategies : [],
       adResults: code === DecisionCode.TAKE ? outcome.adResults : [],
-      cacheTtlSeconds: code === DecisionCode.TAKE ? book.cacheTtlSeconds.take : book.cacheTtlSeconds.reject,
+      cacheTtlSeconds: this.cacheSeconds(request.context.media, code === DecisionCode.TAKE ? book.cacheTtlSeconds.take : book.cacheTtlSeconds.reject),
       experimentTag: outcome.experimentTag,
       experimentTagName: outcome.experimentTagName,
       processingTimeUs: 0,
       modelVersion: request.modelVersion,
       bookVersion: book.version,
+      mediaStrategyIds: book.strategyIdsOn(request.context.media),
       facts: request,
     };
   }
@@ -339,18 +346,24 @@ export class Engine {
     }
   }
 
-  private reject(code: DecisionCode, reason = REASON_BY_CODE[code]!): Decision {
+  private cacheSeconds(media: string, seconds: number): number {
+    const rules = this.parts.media[media];
+    return rules === undefined ? seconds : cacheSecondsFor(rules, seconds);
+  }
+
+  private reject(media: string, code: DecisionCode, reason = REASON_BY_CODE[code]!): Decision {
     return {
       code,
       reason,
       strategies: [],
       adResults: [],
-      cacheTtlSeconds: this.parts.book.cacheTtlSeconds.reject,
+      cacheTtlSeconds: this.cacheSeconds(media, this.parts.book.cacheTtlSeconds.reject),
       experimentTag: 0,
       experimentTagName: '',
       processingTimeUs: 0,
       modelVersion: '',
       bookVersion: this.parts.book.version,
+      mediaStrategyIds: this.parts.book.strategyIdsOn(media),
       facts: null,
     };
   }
@@ -376,6 +389,7 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob, Decisio
   recordOffset = 0;
   flags = 0;
   platformExperimentIds: number[];
+  askedStrategyIds: string[] | null;
   scores: Float32Array = EMPTY_SCORES;
   scoresOffset = 0;
   deviceKey: Uint8Array = EMPTY_KEY;
@@ -397,6 +411,7 @@ class PendingRequest implements DeviceView, ScoringJob, DeviceLookupJob, Decisio
     this.media = context.media;
     this.os = context.os;
     this.platformExperimentIds = context.platformExperimentIds;
+    this.askedStrategyIds = context.askedStrategyIds;
     this.mask = new Uint8Array(parts.book.bidStrategyCount);
   }
 

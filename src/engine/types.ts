@@ -71,6 +71,11 @@ export interface BidContext {
   /** Tencent "second request" (ADLIST_REQUEST) or the native equivalent: re-price the candidate creatives. */
   secondRequest: boolean;
   candidateAds: CandidateAd[];
+  /**
+   * The strategies the request asks about, by their ids on this media (Ocean's rta_ids); null: every strategy.
+   * Others are not looked at (verdict not_asked).
+   */
+  askedStrategyIds: string[] | null;
   /** The reply should be JSON rather than protobuf (native route, Content-Type: application/json). */
   wantsJson: boolean;
 }
@@ -136,11 +141,16 @@ export interface Decision {
   modelVersion: string;
   /** The strategy book's version id (its content hash, see strategy/versions.ts) that made the decision. */
   bookVersion: string;
+  /**
+   * Every bidding strategy of the book that serves this request's media, our id -> its id on the media (the same
+   * unless the book's `mediaIds` says otherwise): for replies that name strategies not taken (Tencent SP votes no).
+   */
+  mediaStrategyIds: ReadonlyMap<string, string>;
   /** How the engine got there, for the decision log and explain; null where nothing was looked at (ping, no id, shed). */
   facts: DecisionFacts | null;
 }
 
-/** How a media adapter plugs into the pipeline. Adding a media is one folder implementing this. */
+/** How a media's protocol plugs into the pipeline; its folder's MediaModule (media/module.ts) carries it. */
 export interface MediaAdapter {
   readonly name: string;
   /** Throws InputError for anything that is not a valid request. */

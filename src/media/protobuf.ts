@@ -8,7 +8,14 @@ import { checkWire, compileWireRule, type WireRule } from './wire-check.js';
  * read like the protocol page and like protoc's text format.
  */
 export function loadProto(url: URL): protobuf.Root {
-  const root = protobuf.parse(readFileSync(url, 'utf8'), { keepCase: true }).root;
+  const parsed = protobuf.parse(readFileSync(url, 'utf8'), { keepCase: true });
+  const { root } = parsed;
+  // Well-known types (google/protobuf/wrappers.proto) come with protobufjs; no other import is allowed.
+  for (const name of parsed.imports ?? []) {
+    const common = protobuf.common.get(name);
+    if (!common) throw new Error(`${url.pathname}: import "${name}" is not a well-known type`);
+    root.addJSON(common.nested!);
+  }
   root.resolveAll();
   return root;
 }

@@ -70,30 +70,51 @@ function compile(type: protobuf.Type, seen: Map<protobuf.Type, WireRule>): WireR
   for (const field of type.fieldsArray) {
     field.resolve();
     fieldNames[field.id] = field.name;
+    if (field instanceof protobuf.MapField) {
+      kinds[field.id] = MESSAGE;
+      nested[field.id] = mapEntryRule(field, rule.typeName, seen);
+      continue;
+    }
     kinds[field.id] = fieldKind(field);
     if (field.resolvedType instanceof protobuf.Type) nested[field.id] = compile(field.resolvedType, seen);
   }
   return rule;
 }
 
+/** A map travels as repeated entries, each a message { 1: key, 2: value } (both optional on the wire). */
+function mapEntryRule(field: protobuf.MapField, typeName: string, seen: Map<protobuf.Type, WireRule>): WireRule {
+  const utf8 = verifiesUtf8(field);
+  const value = field.resolvedType instanceof protobuf.Type ? compile(field.resolvedType, seen) : undefined;
+  return {
+    typeName: `${typeName}.${field.name} entry`,
+    kinds: Uint8Array.of(NOT_DECLARED, singleKind(field, field.keyType, null, utf8), value ? MESSAGE : singleKind(field, field.type, field.resolvedType, utf8)),
+    fieldNames: [undefined, 'key', 'value'],
+    nested: [undefined, undefined, value],
+  };
+}
+
 function fieldKind(field: protobuf.Field): number {
-  if (field.map || field.delimited) {
-    throw new Error(`wire-check: ${field.fullName} is a map or group field, which our protocols do not use`);
-  }
+  if (field.delimited) throw new Error(`wire-check: ${field.fullName} is a group field, which our protocols do not use`);
   if (field.resolvedType instanceof protobuf.Type) return MESSAGE;
-  if (field.type === 'bytes') return BYTES;
-  if (field.type === 'string') return verifiesUtf8(field) ? UTF8 : BYTES;
-  const scalar = field.resolvedType instanceof protobuf.Enum ? VARINT : SCALAR_KINDS[field.type];
-  if (scalar === undefined) throw new Error(`wire-check: ${field.fullName} has unsupported type ${field.type}`);
+  const kind = singleKind(field, field.type, field.resolvedType, verifiesUtf8(field));
   // Parsers must accept both packed and unpacked encodings of a repeated scalar, whatever the schema prefers.
-  return field.repeated ? PACKABLE[scalar]! : scalar;
+  return field.repeated && kind in PACKABLE ? PACKABLE[kind]! : kind;
+}
+
+/** The encoding of one value that is not a message: a scalar, an enum, bytes or a string. */
+function singleKind(field: protobuf.FieldBase, type: string, resolved: protobuf.ReflectionObject | null, utf8: boolean): number {
+  if (type === 'bytes') return BYTES;
+  if (type === 'string') return utf8 ? UTF8 : BYTES;
+  const scalar = resolved instanceof protobuf.Enum ? VARINT : SCALAR_KINDS[type];
+  if (scalar === undefined) throw new Error(`wire-check: ${field.fullName} has unsupported type ${type}`);
+  return scalar;
 }
 
 /**
  * proto3 strings must be valid UTF-8 and protobufjs enforces it while decoding; checking here gives the offset.
  * protobufjs keeps the resolved feature in a private field, the same one its own decoder generator reads.
  */
-function verifiesUtf8(field: protobuf.Field): boolean {
+function verifiesUtf8(field: protobuf.FieldBase): boolean {
   const features = (field as unknown as { _features?: { utf8_validation?: string } })._features;
   return features?.utf8_validation === 'VERIFY';
 }

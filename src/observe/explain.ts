@@ -176,7 +176,8 @@ export function explanationText(e: Explanation): string {
   for (const s of e.strategies) {
     lines.push(`  ${s.id}: ${s.verdict.replace(/_/g, ' ')}${s.arm ? `  [${s.arm.experiment}: ${s.arm.arm}, tag ${s.arm.tag}]` : ''}`);
     if (s.verdict === 'not_candidate' || s.verdict === 'scores_failed') lines.push(`    when ${JSON.stringify(s.when)}`);
-    if (s.verdict === 'other_media') lines.push(`    media ${s.media!.join(', ')}`);
+    if (s.verdict === 'other_media') lines.push(`    media ${s.media?.join(', ') ?? 'all but those whose strategy ids it does not fit (see mediaIds)'}`);
+    if (s.verdict === 'not_asked') lines.push(`    the ${r.media} request asked about other strategies only`);
     if (s.verdict === 'off_schedule') lines.push(`    schedule ${JSON.stringify(s.schedule)} (UTC+8)`);
     if (s.verdict === 'capped') lines.push(`    priority ${s.priority}: the reply was full with higher ones`);
     if (s.value) lines.push(`    value = ${s.value.formula} = ${fmt(s.value.fen)} fen (floor ${s.bid.minValueFen}, target ${s.bid.targetValueFen})`);

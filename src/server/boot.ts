@@ -1,10 +1,9 @@
 import type { Config } from '../config.js';
 import { Engine, ERROR_FALLBACK_REASON, type DecisionSink } from '../engine/engine.js';
-import { DeviceIdKind, type BidContext, type Decision, type MediaAdapter } from '../engine/types.js';
-import { MEDIA_CLIENTS } from '../media/clients.js';
-import { nativeAdapter } from '../media/native/adapter.js';
+import { DeviceIdKind, type BidContext, type Decision } from '../engine/types.js';
+import type { MediaModule, MediaRules } from '../media/module.js';
+import { MEDIA_MODULES } from '../media/registry.js';
 import type { SimulatedRequest } from '../media/simulated-request.js';
-import { tencentAdapter } from '../media/tencent/adapter.js';
 import { DecisionLogRecorder } from '../observe/decision-log/recorder.js';
 import { log } from '../observe/log.js';
 import { createMetrics, type Metrics } from '../observe/metrics.js';
@@ -30,8 +29,8 @@ export interface Runtime {
   scoring: ScoringKind;
   /** Log lines name the serving thread in app-per-thread mode. */
   thread: number | undefined;
-  /** Route path -> adapter; one entry per media protocol. */
-  routes: ReadonlyMap<string, MediaAdapter>;
+  /** Every registered media, with its configured rules. */
+  media: readonly ServedMedia[];
   /** This thread's decision log; null when `decisionLog.enabled` is off. */
   decisionLog: DecisionLogRecorder | null;
 }
@@ -40,10 +39,14 @@ export interface Runtime {
 export type ScoringKind = 'pool' | 'inline';
 export type Scorer = ScoringPool | InlineScorer;
 
-export const MEDIA_ROUTES: ReadonlyMap<string, MediaAdapter> = new Map([
-  ['/rta/tencent', tencentAdapter],
-  ['/rta/v1', nativeAdapter],
-]);
+export interface ServedMedia {
+  module: MediaModule;
+  rules: MediaRules;
+}
+
+export function servedMedia(config: Config): ServedMedia[] {
+  return MEDIA_MODULES.map((module) => ({ module, rules: config.media[module.name]! }));
+}
 
 export interface BootOptions {
   scoring: ScoringKind;
@@ -74,8 +77,9 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
   const { scorer, book } = await loadModelsAndStrategies(config, options.scoring, embedded, profile, options.thread);
   showModelVersions(metrics, scorer.modelVersion);
   showBookVersion(metrics, book.version);
-  const engine = new Engine({ config: config.engine, book, store, scorer, profile, metrics });
-  log('info', 'request_path_warmed_up', { thread: options.thread, ...(await warmUpRequestPath(engine, embedded, metrics)) });
+  const engine = new Engine({ config: config.engine, media: config.media, book, store, scorer, profile, metrics });
+  const media = servedMedia(config);
+  log('info', 'request_path_warmed_up', { thread: options.thread, ...(await warmUpRequestPath(engine, media, embedded, metrics)) });
   const decisionLog = config.decisionLog.enabled
     ? await DecisionLogRecorder.open(config.decisionLog, options.thread ?? 0, metrics.decisionLogRecords, (error) => {
         metrics.decisionLogWriteErrors.inc();
@@ -94,7 +98,7 @@ export async function boot(config: Config, options: BootOptions): Promise<Runtim
     profile,
     scoring: options.scoring,
     thread: options.thread,
-    routes: MEDIA_ROUTES,
+    media,
     decisionLog,
     async close() {
       stopTracking();
@@ -203,7 +207,7 @@ async function warmUpScoring(pool: Scorer, store: EmbeddedDeviceStore | null) {
  * only when it runs hot, which would make the first live requests miss their deadline. Runs stored and unknown
  * devices through every adapter and the engine, as test traffic, and forgets the counts it left in the metrics.
  */
-async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | null, metrics: Metrics) {
+async function warmUpRequestPath(engine: Engine, media: readonly ServedMedia[], store: EmbeddedDeviceStore | null, metrics: Metrics) {
   const started = performance.now();
   // Stored devices where the store can list them (embedded); otherwise made-up keys, i.e. unknown devices.
   const table = store ? store.tableBytes : Buffer.alloc(SLOT_BYTES * 997, 7);
@@ -212,9 +216,10 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
   let pending = 0;
   let allDone: () => void = () => {};
   let failed = 0;
+  const adapterOf = new Map(media.map((m) => [m.module.name, m.module.adapter]));
   const sink: DecisionSink = {
     deliver(context: BidContext, decision: Decision) {
-      MEDIA_ROUTES.get(routeOf(context.media))!.encode(context, decision);
+      adapterOf.get(context.media)!.encode(context, decision);
       if (decision.reason === ERROR_FALLBACK_REASON) failed++;
       decided++;
       if (--pending === 0) allDone();
@@ -225,8 +230,9 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
     },
   };
   const requests = 3_000;
-  for (const [name, client] of MEDIA_CLIENTS) {
-    const adapter = MEDIA_ROUTES.get(client.path)!;
+  for (const { module } of media) {
+    const { name, client, adapter } = module;
+    const asked = [...engine.parts.book.strategyIdsOn(name).values()];
     for (let round = 0; round < requests / 100; round++) {
       await new Promise<void>((resolve) => {
         allDone = resolve;
@@ -244,6 +250,7 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
             isTest: true,
             secondRequest: n % 20 === 0,
             ads: n % 20 === 0 ? [{ adGroupId: '1', strategyId: '', creatives: [{ creativeId: '1', templateId: 311 }] }] : [],
+            askedStrategyIds: asked,
           };
           const { body, contentType } = client.encodeRequest(request, { json: n % 10 === 5 });
           // Received "in the future": warm-up requests are never cut short by the scoring deadline.
@@ -256,10 +263,6 @@ async function warmUpRequestPath(engine: Engine, store: EmbeddedDeviceStore | nu
   if (failed > 0) throw new Error(`${failed} of ${decided + failed} warm-up requests failed; the first error is logged as request_error`);
   metrics.deviceLookups.reset();
   metrics.deadlineFallbacks.reset();
-  for (const media of MEDIA_CLIENTS.keys()) metrics.deadlineFallbacks.labels(media).inc(0);
+  for (const { module } of media) metrics.deadlineFallbacks.labels(module.name).inc(0);
   return { decided, millis: Math.round(performance.now() - started) };
-}
-
-function routeOf(media: string): string {
-  return MEDIA_CLIENTS.get(media)!.path;
 }

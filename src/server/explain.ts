@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { DecisionSink } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
 import { DeviceIdKind, type BidContext, type Decision } from '../engine/types.js';
-import { MEDIA_CLIENTS } from '../media/clients.js';
+import { mediaModule } from '../media/registry.js';
 import { explainDecision, type Explanation } from '../observe/explain.js';
 import { hashRawDeviceId } from '../store/device-key.js';
 import type { Runtime } from './boot.js';
@@ -26,8 +26,10 @@ export class ExplainError extends Error {
 const EXPLAIN_DEADLINE_SLACK_MS = 5_000;
 
 export function explainRequest(runtime: Runtime, media: string, body: Uint8Array, contentType: string): Promise<Explanation> {
-  const adapter = [...runtime.routes.values()].find((a) => a.name === media);
-  if (!adapter) return Promise.reject(new ExplainError('404 Not Found', 'unknown_media', `no media "${media}" (one of ${[...MEDIA_CLIENTS.keys()].join(', ')})`));
+  const served = runtime.media.find((m) => m.module.name === media);
+  if (!served) return Promise.reject(new ExplainError('404 Not Found', 'unknown_media', `no media "${media}" (one of ${runtime.media.map((m) => m.module.name).join(', ')})`));
+  const { module } = served;
+  const { adapter } = module;
   let context: BidContext;
   try {
     context = adapter.decode(body, contentType);
@@ -42,7 +44,7 @@ export function explainRequest(runtime: Runtime, media: string, body: Uint8Array
         try {
           const reply = adapter.encode(decided, decision);
           const bytes = typeof reply.body === 'string' ? new TextEncoder().encode(reply.body) : reply.body;
-          resolve(explainDecision(decided, decision, MEDIA_CLIENTS.get(media)!.decodeReply(bytes, reply.contentType), runtime.profile));
+          resolve(explainDecision(decided, decision, module.client.decodeReply(bytes, reply.contentType), runtime.profile));
         } catch (error) {
           reject(error);
         }
@@ -98,7 +100,7 @@ export function deviceFormRequest(body: Uint8Array): { body: Uint8Array; content
     }),
     ...form.md5.map((id) => ({ kind: MD5_KINDS[id.kind] as DeviceIdKind, md5: id.md5 })),
   ];
-  return MEDIA_CLIENTS.get('native')!.encodeRequest({
+  return mediaModule('native').client.encodeRequest({
     requestId: form.requestId,
     os: form.os,
     ids,

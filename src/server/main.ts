@@ -24,7 +24,8 @@ import { reloadRuntime, type ReloadTarget } from './reload.js';
 import type { Explanation } from '../observe/explain.js';
 import { createAdminApp } from './admin.js';
 import { deviceFormRequest, explainRequest } from './explain.js';
-import { boot, connectRedisStore, loadDeviceStore, MEDIA_ROUTES } from './boot.js';
+import { MEDIA_NAMES } from '../media/registry.js';
+import { boot, connectRedisStore, loadDeviceStore } from './boot.js';
 import { createMediaApp, drain, listen } from './media-app.js';
 import { inFlight } from './media-route.js';
 import { ServingThreads } from './serving-threads.js';
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   // With several nodes, before the long load: a shared decision memory that cannot be reached stops the start.
   const shared = config.attribution.enabled && config.attribution.redis ? await connectRedis(config.attribution.redis, 'rta-attribution') : null;
   const attribution = config.attribution.enabled
-    ? new Attribution(config.attribution, config.decisionLog.dir, [...MEDIA_ROUTES.values()].map((a) => a.name), attributionMetrics, shared)
+    ? new Attribution(config.attribution, config.decisionLog.dir, MEDIA_NAMES, attributionMetrics, shared)
     : null;
   const server = config.server.mode === 'scoring-pool' ? await startScoringPool(uws, config) : await startAppPerThread(config);
   let ready = true;

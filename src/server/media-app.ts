@@ -9,9 +9,9 @@ import type { Uws } from './uws.js';
 export function createMediaApp(uws: Uws, runtime: Runtime, config: Config): TemplatedApp {
   const { metrics } = runtime;
   const app = uws.App();
-  for (const [path, adapter] of runtime.routes) {
-    const access = mediaAccess(path, config.server.mediaAuth[adapter.name as keyof Config['server']['mediaAuth']]);
-    app.any(access.routePath, mediaRoute(adapter, runtime.engine, config.server, metrics, access, runtime.decisionLog));
+  for (const media of runtime.media) {
+    const access = mediaAccess(media.module.path, config.server.mediaAuth[media.module.name]);
+    app.any(access.routePath, mediaRoute(media, runtime.engine, config.server, metrics, access, runtime.decisionLog));
   }
   app.get('/healthz', (res) => {
     res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'text/plain').end('ok\n'));

@@ -2,7 +2,10 @@ import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { DecisionSink, Engine, RequestStage } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
-import { SHED_REASON, type BidContext, type Decision, type EncodedReply, type MediaAdapter } from '../engine/types.js';
+import { DecisionCode, SHED_REASON, type BidContext, type Decision, type EncodedReply, type MediaAdapter } from '../engine/types.js';
+import type { MediaRules } from '../media/module.js';
+import { cacheSecondsFor } from '../media/rules.js';
+import type { ServedMedia } from './boot.js';
 import type { DecisionLogRecorder } from '../observe/decision-log/recorder.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { MediaAccess } from './media-access.js';
@@ -60,7 +63,10 @@ const turn = {
  */
 export const inFlight = { count: 0, draining: false, lastStartedAt: 0 };
 
-export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteLimits, metrics: Metrics, access: MediaAccess, decisionLog: DecisionLogRecorder | null) {
+export function mediaRoute(media: ServedMedia, engine: Engine, limits: RouteLimits, metrics: Metrics, access: MediaAccess, decisionLog: DecisionLogRecorder | null) {
+  const { adapter } = media.module;
+  const { rules } = media;
+  const declinesWithoutBody = rules.declineStatus === 204;
   const processing = metrics.processingSeconds.slot({ media: adapter.name });
   const refusedIds = metrics.refusedDeviceIds.labels(adapter.name);
   const testRequests = metrics.testRequests.labels(adapter.name);
@@ -71,7 +77,7 @@ export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteL
     return slot;
   };
   const shedAfterMs = limits.shedAfterMicros > 0 ? limits.shedAfterMicros / 1000 : Infinity;
-  const shared = { adapter, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs, decisionLog };
+  const shared = { adapter, rules, declinesWithoutBody, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs, decisionLog };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const refusal = access.refusal(res, req);
@@ -104,6 +110,9 @@ export function mediaRoute(adapter: MediaAdapter, engine: Engine, limits: RouteL
 
 interface RouteShared {
   adapter: MediaAdapter;
+  rules: MediaRules;
+  /** The media counts a 204 without a body as no bid (its rules' declineStatus). */
+  declinesWithoutBody: boolean;
   engine: Engine;
   limits: RouteLimits;
   metrics: Metrics;
@@ -203,9 +212,11 @@ class MediaRequest implements DecisionSink {
    */
   private shedUndecoded(bytes: Uint8Array): boolean {
     const { adapter, engine, metrics, processing } = this.shared;
+    // A 204 decline needs the request decoded first: bytes that are no request still get their 400.
+    if (this.shared.declinesWithoutBody) return false;
     let reply: EncodedReply | null;
     try {
-      reply = adapter.shed(bytes, this.contentType, engine.parts.book.cacheTtlSeconds.fallback);
+      reply = adapter.shed(bytes, this.contentType, cacheSecondsFor(this.shared.rules, engine.parts.book.cacheTtlSeconds.fallback));
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       this.refuse('400 Bad Request', err.reason, err.message, false);
@@ -229,7 +240,7 @@ class MediaRequest implements DecisionSink {
     decision.processingTimeUs = Math.round((performance.now() - this.receivedAt) * 1000);
     let reply: EncodedReply;
     try {
-      reply = adapter.encode(context, decision);
+      reply = this.shared.declinesWithoutBody && decision.code !== DecisionCode.TAKE && !context.isPing ? NO_CONTENT : adapter.encode(context, decision);
     } catch (error) {
       this.crashed('encode', error);
       return;
@@ -285,6 +296,10 @@ class MediaRequest implements DecisionSink {
    * (it closes one that pipelines another), so a connection holds at most one unsent reply.
    */
   write(reply: EncodedReply): void {
+    if (reply === NO_CONTENT) {
+      this.res.writeStatus('204 No Content').endWithoutBody(undefined, inFlight.draining);
+      return;
+    }
     const body = typeof reply.body === 'string' ? UTF8.encode(reply.body) : reply.body;
     this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType);
     if (inFlight.draining) {
@@ -316,6 +331,8 @@ class MediaRequest implements DecisionSink {
 }
 
 const UTF8 = new TextEncoder();
+/** A decline where the media's rules say 204: no body at all. */
+const NO_CONTENT: EncodedReply = { body: new Uint8Array(0), contentType: '' };
 
 /** cork() runs its callback at once, so one module-level slot carries the reply into it. */
 const corking: { request: MediaRequest | null; reply: EncodedReply | null } = { request: null, reply: null };

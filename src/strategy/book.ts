@@ -5,7 +5,9 @@ import { compileCondition, deviceRequirements, splitByStage, sufficientBeforeSco
 import type { DeviceView } from './device-view.js';
 import { BUCKETS, compileLayers, saltedBucket, saltState, type CompiledArm, type CompiledLayer } from './experiments.js';
 import { compileValueFormula, type ValueFormula } from './value-formula.js';
-import { MEDIA_CLIENTS } from '../media/clients.js';
+import type { MediaModule, MediaRules } from '../media/module.js';
+import { MEDIA_MODULES } from '../media/registry.js';
+import { coefficientFor, cpcPriceFor } from '../media/rules.js';
 import { bookVersion } from './versions.js';
 import { bidSchema, MEDIA_MAX_COEFFICIENT, MEDIA_MIN_COEFFICIENT, strategyFileSchema, type BidParams, type BidStrategy, type Condition, type StrategyFile } from './schema.js';
 
@@ -43,6 +45,8 @@ interface CompiledBidStrategy {
   bid: BidParams;
   /** The media it bids on; null for all. */
   media: ReadonlySet<string> | null;
+  /** Its id on the media where the book's mediaIds give one; its own id elsewhere. */
+  mediaIds: ReadonlyMap<string, string>;
   /** Per hour of the week (ISO weekday - 1) x 24 + hour, in UTC+8: 1 where it bids; null for always. */
   schedule: Uint8Array | null;
   priority: number;
@@ -125,9 +129,11 @@ export const Verdict = {
   CAPPED: 8,
   /** Would have taken the device; a shadow strategy is never sent. */
   SHADOW: 9,
+  /** The media asked about other strategies only (Ocean's rta_ids): not looked at further. */
+  NOT_ASKED: 10,
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
-export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken', 'off_schedule', 'other_media', 'capped', 'shadow'] as const;
+export const VERDICT_NAMES = ['not_candidate', 'candidate', 'scores_failed', 'no_value', 'below_floor', 'taken', 'off_schedule', 'other_media', 'capped', 'shadow', 'not_asked'] as const;
 
 /** Verdicts `decide` gave: the scratch's arm and bid for the strategy are this request's. */
 export function decidedVerdict(verdict: number): boolean {
@@ -225,6 +231,7 @@ export class StrategyBook {
   private readonly maxStrategiesPerReply: number;
   /** Whether any strategy has a schedule: only then does screen read the clock. */
   private readonly scheduled: boolean;
+  private readonly idsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
 
   /**
    * `version`: the book's version id, the content hash of its JSON (see versions.ts). `clock`: milliseconds since
@@ -265,9 +272,12 @@ export class StrategyBook {
       this.exclusionsAfterScoring.push({ id: s.id, reason: s.reason, condition });
     }
 
+    const servedMedia = new Map<string, ReadonlySet<string> | null>();
+    const mediaWarnings: { media: string; text: string }[] = [];
     for (const [i, s] of file.strategies.entries())
-      for (const name of (s.kind === 'bid' && s.media) || [])
-        if (!MEDIA_CLIENTS.has(name)) problems.push(`strategies[${i}](${s.id}).media: no media "${name}" (known: ${[...MEDIA_CLIENTS.keys()].join(', ')})`);
+      if (s.kind === 'bid') servedMedia.set(s.id, mediaServed(s, `strategies[${i}](${s.id})`, problems, mediaWarnings));
+    // A book that bids on no strategy-restricted media at all does not use it: nothing there to warn about.
+    const usedMedia = new Set(file.strategies.flatMap((s) => (s.kind === 'bid' ? Object.keys(s.mediaIds ?? {}) : [])));
 
     const bidSources = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [{ s, i }] : []));
     // Listed after the strategies' own problems, in the order of the file.
@@ -280,7 +290,8 @@ export class StrategyBook {
         id: s.id,
         beforeScoring: compileCondition(beforeScoring, scope, `${where}.when`, problems),
         afterScoring: compileCondition(afterScoring, scope, `${where}.when`, problems),
-        media: s.media ? new Set(s.media) : null,
+        media: servedMedia.get(s.id)!,
+        mediaIds: new Map(Object.entries(s.mediaIds ?? {})),
         schedule: s.schedule ? weekHours(s.schedule) : null,
         priority: s.priority,
         shadow: s.shadow,
@@ -306,8 +317,17 @@ export class StrategyBook {
     });
     problems.push(...experimentProblems);
     if (problems.length > 0) throw invalidFile(file.source, problems);
-    this.warnings = file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [...bidWarnings(s.bid, `strategies[${i}](${s.id}).bid`), ...creativeWarnings(s, `strategies[${i}](${s.id})`)] : []));
+    this.warnings = [
+      ...file.strategies.flatMap((s, i) => (s.kind === 'bid' && s.enabled ? [...bidWarnings(s.bid, `strategies[${i}](${s.id}).bid`), ...creativeWarnings(s, `strategies[${i}](${s.id})`)] : [])),
+      ...mediaWarnings.filter((w) => usedMedia.has(w.media)).map((w) => w.text),
+    ];
     this.bidStrategyIds = this.bidStrategies.map((s) => s.id);
+    this.idsOnMedia = new Map(
+      MEDIA_MODULES.map(({ name }) => [
+        name,
+        new Map(this.bidStrategies.filter((s) => !s.shadow && (s.media === null || s.media.has(name))).map((s) => [s.id, s.mediaIds.get(name) ?? s.id])),
+      ]),
+    );
     this.candidateIndex = indexCandidates(bidSources.map(({ s }) => deviceRequirements(splitByStage(s.when).beforeScoring, scope)));
     const count = this.bidStrategies.length;
     this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), coefficient: new Float64Array(count), creativeRule: new Int16Array(count), creativeId: new Float64Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
@@ -333,6 +353,26 @@ export class StrategyBook {
   /** The enabled exclusions as written, in file order, for explain. */
   exclusionsOutline(): { id: string; reason: ExclusionReason; when: Condition }[] {
     return this.source.strategies.flatMap((s) => (s.kind === 'exclude' && s.enabled ? [{ id: s.id, reason: s.reason, when: s.when }] : []));
+  }
+
+  /**
+   * A media's rules on an outcome about to be sent: coefficients, raise factors and CPC prices as that media accepts
+   * them, written back to the scratch too, so that the decision log and explain show what was sent.
+   */
+  applyMediaRules(outcome: StrategyOutcome, rules: MediaRules): void {
+    for (const s of outcome.strategies) {
+      if (Number.isFinite(s.coefficient)) s.coefficient = coefficientFor(rules, s.coefficient);
+      s.cpcPriceFen = cpcPriceFor(rules, s.cpcPriceFen);
+      const i = this.indexOf.get(s.strategyId);
+      if (i !== undefined) this.scratch.coefficient[i] = s.coefficient;
+    }
+    for (const ad of outcome.adResults)
+      for (const c of ad.creatives) if (Number.isFinite(c.raiseFactor)) c.raiseFactor = coefficientFor(rules, c.raiseFactor);
+  }
+
+  /** The bidding strategies that serve `media`, our id -> their id on it (see Decision.mediaStrategyIds). */
+  strategyIdsOn(media: string): ReadonlyMap<string, string> {
+    return this.idsOnMedia.get(media) ?? NO_STRATEGIES;
   }
 
   /** The bidding strategies as written, indexed like the StrategyMask, for explain. */
@@ -379,6 +419,10 @@ export class StrategyBook {
       const strategy = this.bidStrategies[i]!;
       if (strategy.media !== null && !strategy.media.has(view.media)) {
         mask[i] = Verdict.OTHER_MEDIA;
+        continue;
+      }
+      if (view.askedStrategyIds !== null && !view.askedStrategyIds.includes(strategy.mediaIds.get(view.media) ?? strategy.id)) {
+        mask[i] = Verdict.NOT_ASKED;
         continue;
       }
       if (strategy.schedule !== null && strategy.schedule[hourOfWeek] === 0) {
@@ -622,6 +666,35 @@ function outcome(exclusion: CompiledExclusion | null, strategies: StrategyDecisi
 
 function clamp(value: number, min: number, max: number): number {
   return value < min ? min : value > max ? max : value;
+}
+
+const NO_STRATEGIES: ReadonlyMap<string, string> = new Map();
+
+/**
+ * The media a bidding strategy serves (null: all of them), checking its `media` and `mediaIds` against the registry.
+ * A media that restricts its ids (Ocean's are numbers) is left out, with a warning, for a strategy that names no
+ * media and has no id there; naming it explicitly without one is a problem.
+ */
+function mediaServed(s: BidStrategy, where: string, problems: string[], warnings: { media: string; text: string }[]): ReadonlySet<string> | null {
+  const known = MEDIA_MODULES.map((m) => m.name);
+  for (const [field, names] of [['media', s.media ?? []], ['mediaIds', Object.keys(s.mediaIds ?? {})]] as const)
+    for (const name of names) if (!known.includes(name)) problems.push(`${where}.${field}: no media "${name}" (known: ${known.join(', ')})`);
+  const served: string[] = [];
+  for (const module of MEDIA_MODULES) {
+    if (s.media && !s.media.includes(module.name)) continue;
+    const id = s.mediaIds?.[module.name] ?? s.id;
+    if (idOnMedia(s, module) !== null) served.push(module.name);
+    else if (s.media || s.mediaIds?.[module.name] !== undefined) problems.push(`${where}: "${id}" cannot be its id on ${module.name} (${module.strategyIdPattern}): set mediaIds.${module.name}`);
+    else if (s.enabled) warnings.push({ media: module.name, text: `${where}: not bidding on ${module.name}, where ids must match ${module.strategyIdPattern}: set mediaIds.${module.name} to its id there` });
+  }
+  return served.length === known.length ? null : new Set(served);
+}
+
+/** A bidding strategy's id on a media (its `mediaIds` entry, else its own id), or null where it does not bid. */
+export function idOnMedia(s: { id: string; media?: string[] | undefined; mediaIds?: Record<string, string> | undefined }, module: MediaModule): string | null {
+  if (s.media && !s.media.includes(module.name)) return null;
+  const id = s.mediaIds?.[module.name] ?? s.id;
+  return !module.strategyIdPattern || module.strategyIdPattern.test(id) ? id : null;
 }
 
 /** Three decimals are finer than any media acts on, and keep replies readable. */

@@ -12,6 +12,8 @@ export interface DeviceView {
   /** The profile's flag bits, read once per request (0 for an unknown device). */
   flags: number;
   platformExperimentIds: number[];
+  /** The strategies the media asks about, by their ids on it; null: all (see BidContext). */
+  askedStrategyIds: string[] | null;
   /** Valid in the score stage: model scores at scores[scoresOffset + modelIndex]. */
   scores: Float32Array;
   scoresOffset: number;

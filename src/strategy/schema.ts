@@ -138,6 +138,8 @@ const bidStrategySchema = z
     when: conditionSchema.default({}),
     /** The media it bids on, by the names of their routes (tencent, native); every media when absent. */
     media: z.array(z.string().min(1)).min(1).optional(),
+    /** Its id on a media where that differs from `id`, by media name: the id registered there (Ocean: an RTA id). */
+    mediaIds: z.record(z.string(), z.string().min(1).max(64)).optional(),
     /**
      * When it bids, in China Standard Time (UTC+8, the media's day): hours 0-23 and ISO weekdays, 1 Monday to 7
      * Sunday; every hour or every day where one is absent.

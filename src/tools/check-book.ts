@@ -76,6 +76,7 @@ function contextFor(key: Uint8Array, os: Os): BidContext {
     platformExperimentIds: [],
     secondRequest: false,
     candidateAds: [],
+    askedStrategyIds: null,
     wantsJson: false,
   };
 }

@@ -85,7 +85,7 @@ export function offlineEngine(config: Config, bookFile: string): { engine: Engin
   }
   const book = compileStrategyBook(json, bookFile, profile, scorer.modelNames);
   const { store } = loadSnapshot(config.store.snapshot, profile);
-  const engine = new Engine({ config: { ...config.engine, scoreDeadlineMicros: 0 }, book, store, scorer, profile, metrics: createMetrics({ processMetrics: false }) });
+  const engine = new Engine({ config: { ...config.engine, scoreDeadlineMicros: 0 }, media: config.media, book, store, scorer, profile, metrics: createMetrics({ processMetrics: false }) });
   return { engine, book, store };
 }
 
@@ -113,6 +113,7 @@ function contextOf(record: DecisionEntry): BidContext {
     platformExperimentIds: record.platformExperimentIds,
     secondRequest: false,
     candidateAds: [],
+    askedStrategyIds: null,
     wantsJson: false,
   };
 }

@@ -2,9 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DeviceIdKind } from '../engine/types.js';
-import { MEDIA_CLIENTS } from '../media/clients.js';
+import { MEDIA_NAMES, mediaModule } from '../media/registry.js';
 import type { SimulatedAd, SimulatedRequest } from '../media/simulated-request.js';
+import { loadConfig } from '../config.js';
 import { hashRawDeviceId } from '../store/device-key.js';
+import { idOnMedia } from '../strategy/book.js';
 import { ADMIN_OPTIONS, adminAuthorization, adminCall } from './admin-call.js';
 import { checkCommand, CHECK_USAGE } from './check-book.js';
 import { controllerCommand, eventsCommand, learningCommand, reportCommand, REPORT_USAGE, ReportUsageError } from './report-command.js';
@@ -17,13 +19,14 @@ import type { BookDiff, FieldChange, ItemChanges, Listing } from '../strategy/ve
  * sends it to the engine, and prints the decoded reply.
  *
  *   rta send --media tencent --oaid <raw OAID> --os android --exp 32768
+ *   rta send --media ocean --oaid <raw OAID>      (asks about the book's strategies on Ocean; --ask picks some)
  *   rta send --media tencent --oaid <raw OAID> --second-request --ad 9001:710101/311,710100/450
  *   rta personas            (demo devices that produce each kind of answer)
  *   rta book list           (the strategy book's versions, on the admin port; see README "Versions and rollback")
  */
 
 const USAGE = `usage:
-  rta send [--url http://127.0.0.1:8080] [--media tencent|native] [--json]
+  rta send [--url http://127.0.0.1:8080] [--media ${MEDIA_NAMES.join('|')}] [--json] [--ask STRATEGY_ID ...]
            [--os android|ios] [--oaid RAW] [--imei RAW] [--idfa RAW] [--caid RAW] [--android-id RAW] [--mac RAW]
            [--md5 KIND:HEX ...] [--exp ID ...] [--ping] [--test] [--request-id ID]
            [--second-request --ad ADGROUP[@STRATEGY]:CREATIVE/TEMPLATE,CREATIVE/TEMPLATE ...]
@@ -84,15 +87,19 @@ const REQUEST_OPTIONS = {
   'request-id': { type: 'string' as const, default: `sim-${Date.now().toString(36)}` },
   'second-request': { type: 'boolean' as const, default: false },
   ad: { type: 'string' as const, multiple: true as const, default: [] as string[] },
+  ask: { type: 'string' as const, multiple: true as const, default: [] as string[] },
 };
 type RequestFlags = ReturnType<typeof parseArgs<{ options: typeof REQUEST_OPTIONS }>>['values'];
 
 /** The request the flags describe, encoded the way that media encodes it (raw ids hashed by its rules). */
 function buildRequest(values: RequestFlags) {
-  if (!MEDIA_CLIENTS.has(values.media)) throw new UsageError(`--media must be one of ${[...MEDIA_CLIENTS.keys()].join(', ')}`);
+  if (!MEDIA_NAMES.includes(values.media)) throw new UsageError(`--media must be one of ${MEDIA_NAMES.join(', ')}`);
   const os = values.os;
   if (os !== 'android' && os !== 'ios') throw new UsageError(`--os must be android or ios`);
   if (values.json && values.media !== 'native') throw new UsageError('--json is for --media native');
+  if (values.ping && !mediaModule(values.media).speaks.ping) throw new UsageError(`--ping: ${values.media} has no ping`);
+  if (values.test && !mediaModule(values.media).speaks.test) throw new UsageError(`--test: ${values.media} has no test flag`);
+  if (values['second-request'] && !mediaModule(values.media).speaks.secondRequest) throw new UsageError(`--second-request: ${values.media} has no second request`);
 
   const ids: { kind: DeviceIdKind; md5: string; raw?: string }[] = [];
   for (const [option, kind] of Object.entries(RAW_ID_OPTIONS)) {
@@ -112,7 +119,9 @@ function buildRequest(values: RequestFlags) {
   const ads = values.ad.map(parseAd);
   if (ads.length > 0 && !values['second-request']) throw new UsageError('--ad needs --second-request');
 
-  const client = MEDIA_CLIENTS.get(values.media)!;
+  const module = mediaModule(values.media);
+  const { client } = module;
+  if (values.ask.length > 0 && !module.speaks.askedStrategies) throw new UsageError(`--ask is for media that name the strategies they ask about; ${module.name} asks about all`);
   const request: SimulatedRequest = {
     requestId: values['request-id'],
     os,
@@ -122,8 +131,15 @@ function buildRequest(values: RequestFlags) {
     isTest: values.test,
     secondRequest: values['second-request'],
     ads,
+    ...(module.speaks.askedStrategies ? { askedStrategyIds: values.ask.length > 0 ? values.ask : strategyIdsInBook(module) } : {}),
   };
   return { client, ids, ...client.encodeRequest(request, { json: values.json }) };
+}
+
+/** Without --ask, the request asks about every strategy of the configured book on that media (by its id there). */
+function strategyIdsInBook(module: ReturnType<typeof mediaModule>): string[] {
+  const file = JSON.parse(readFileSync(loadConfig().strategies, 'utf8')) as { strategies: Array<Parameters<typeof idOnMedia>[0] & { kind: string; enabled?: boolean }> };
+  return file.strategies.flatMap((s) => (s.kind === 'bid' && s.enabled !== false ? (idOnMedia(s, module) ?? []) : []));
 }
 
 async function send(args: string[]): Promise<void> {

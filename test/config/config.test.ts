@@ -3,6 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
+import { MEDIA_MODULES, mediaModule } from '../../src/media/registry.js';
 
 const REPO_ROOT = resolve(new URL('../../', import.meta.url).pathname);
 const dir = mkdtempSync(join(tmpdir(), 'rta-config-'));
@@ -26,6 +27,23 @@ function configError(options: Parameters<typeof loadConfig>[0]): string {
 }
 
 describe('loadConfig', () => {
+  test("each media's rules default to its module's, a section may change one rule and keep the rest, and nonsense is refused by path", () => {
+    const defaults = loadConfig({ env: {} }).media;
+    for (const module of MEDIA_MODULES) expect(defaults[module.name]).toEqual(module.rules);
+    const changed = loadConfig({ file: configFile({ media: { ocean: { coefficient: { max: 8 }, declineStatus: 204 } } }), env: {} }).media;
+    expect(changed.ocean).toEqual({ ...mediaModule('ocean').rules, coefficient: { ...mediaModule('ocean').rules.coefficient, max: 8 }, declineStatus: 204 });
+    expect(changed.tencent).toEqual(mediaModule('tencent').rules);
+    expect(configError({ file: configFile({ media: { tencent: { coefficient: { min: 2, max: 1 } } } }), env: {} })).toContain('media.tencent.coefficient: min must not be above max');
+    expect(configError({ file: configFile({ media: { tencent: { declineStatus: 500 } } }), env: {} })).toContain('media.tencent.declineStatus');
+    expect(configError({ file: configFile({ media: { toutiao: {} } }), env: {} })).toContain('toutiao');
+  });
+
+  test('each media route takes a token from RTA_<MEDIA>_TOKEN', () => {
+    const config = loadConfig({ env: { 'RTA_TENCENT_SP_TOKEN': 'sp-secret-0123456789ab', RTA_OCEAN_TOKEN: 'ocean-secret-0123456789' } });
+    expect(config.server.mediaAuth['tencent-sp']?.token).toBe('sp-secret-0123456789ab');
+    expect(config.server.mediaAuth.ocean?.token).toBe('ocean-secret-0123456789');
+  });
+
   test('attribution reads the decision log: switching the log off alone is refused, with both settings named', () => {
     expect(configError({ env: { RTA_DECISION_LOG: 'off' } })).toContain('attribution.enabled: attribution reads the decision log: set attribution.enabled false, or decisionLog.enabled true');
     expect(loadConfig({ env: { RTA_DECISION_LOG: 'off', RTA_ATTRIBUTION: 'off' } }).attribution.enabled).toBe(false);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
-import { Engine, type AsyncDeviceStore, type DecisionSink, type DeviceLookupJob, type Scorer } from '../../src/engine/engine.js';
+import { Engine, type AsyncDeviceStore, type DecisionSink, type DeviceLookupJob, type EngineParts, type Scorer } from '../../src/engine/engine.js';
 import { DeviceIdKind, Os, type BidContext, type CandidateAd, type Decision } from '../../src/engine/types.js';
 import { createMetrics, type Metrics } from '../../src/observe/metrics.js';
 import { InlineScorer } from '../../src/scoring/inline-scorer.js';
@@ -126,10 +126,11 @@ beforeEach(() => {
   metrics = createMetrics({ processMetrics: false });
 });
 
-function engineWith(options: { scorer?: Scorer; config?: Partial<Config['engine']>; book?: StrategyBook } = {}): Engine {
+function engineWith(options: { scorer?: Scorer; config?: Partial<Config['engine']>; book?: StrategyBook; media?: EngineParts['media'] } = {}): Engine {
   return new Engine({
     // A generous deadline: the first scores of a cold (not warmed-up) scorer take milliseconds.
     config: { ...defaultEngineConfig, scoreDeadlineMicros: 50_000, ...options.config },
+    media: options.media ?? {},
     book: options.book ?? demoBook,
     store,
     scorer: options.scorer ?? new CountingScorer(),
@@ -151,6 +152,7 @@ function bidRequest(ids: [DeviceIdKind, Uint8Array][], extra: Partial<BidContext
     platformExperimentIds: [],
     secondRequest: false,
     candidateAds: [],
+    askedStrategyIds: null,
     wantsJson: false,
     ...extra,
   };
@@ -221,6 +223,20 @@ describe('Engine', () => {
     expect(await counterValue(metrics.strategyDecisions, { strategy: 'acq_prime_new' })).toBe(1);
   });
 
+  test("the request's media rules apply to what is sent and to the facts the log and explain read", () => {
+    const plain = decide(engineWith(), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    const raw = plain.strategies[0]!.coefficient;
+    const rules = { coefficient: { min: 0.2, max: raw - 0.05, decimals: 1 }, cpcFloorFen: 10, cacheSeconds: { min: 0, max: 1800 }, declineStatus: 200 as const };
+    const ruled = decide(engineWith({ media: { test: rules } }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]));
+    const expected = Math.round((raw - 0.05) * 10) / 10;
+    expect(ruled.strategies[0]!.coefficient).toBe(expected);
+    expect(ruled.cacheTtlSeconds).toBe(1800);
+    expect(ruled.facts!.parts.book.scratch.coefficient[0]).toBe(expected);
+    const rejected = decide(engineWith({ media: { test: rules } }), bidRequest([[DeviceIdKind.OAID_MD5, BORROWER.oaid]]));
+    expect([rejected.code, rejected.cacheTtlSeconds]).toEqual([2, 1800]);
+    expect(decide(engineWith({ media: { other: rules } }), bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]])).strategies[0]!.coefficient).toBe(raw);
+  });
+
   test('a second request gets ad results for its candidate ads', () => {
     const ads: CandidateAd[] = [
       { adGroupId: 1, advertiserId: 2, outTargetId: 'acq_prime_new', creatives: [{ creativeId: 710100, templateId: 450 }] },
@@ -250,6 +266,7 @@ describe('Engine', () => {
       processingTimeUs: 0,
       modelVersion: '',
       bookVersion: expect.any(String),
+      mediaStrategyIds: demoBook.strategyIdsOn('test'),
       facts: expect.anything(),
     });
     expect(decision.bookVersion).toBe(demoBook.version);
@@ -362,6 +379,7 @@ describe('Engine', () => {
       processingTimeUs: 0,
       modelVersion: '',
       bookVersion: expect.any(String),
+      mediaStrategyIds: demoBook.strategyIdsOn('test'),
       facts: expect.anything(),
     });
     expect(decision.bookVersion).toBe(fallbackBook.version);
@@ -471,7 +489,7 @@ describe('the error boundary: whatever throws answers that request with the fall
 
   test('a throw in a callback from a store that answers later is caught there, not left to the event loop', async () => {
     // No deadline: this is about where the throw is caught, not how fast the scores come.
-    const engine = new Engine({ config: { ...defaultEngineConfig, scoreDeadlineMicros: 0 }, book: new ThrowingBook('decide'), store: new LaterStore(), scorer: inline, profile, metrics });
+    const engine = new Engine({ config: { ...defaultEngineConfig, scoreDeadlineMicros: 0 }, media: {}, book: new ThrowingBook('decide'), store: new LaterStore(), scorer: inline, profile, metrics });
     const sink = new RecordingSink();
     engine.handle(bidRequest([[DeviceIdKind.OAID_MD5, PRIME.oaid]]), sink, performance.now());
     expect(sink.decisions).toEqual([]);

@@ -39,6 +39,7 @@ const context = (overrides: Partial<BidContext> = {}): BidContext => ({
   platformExperimentIds: [],
   secondRequest: false,
   candidateAds: [],
+  askedStrategyIds: null,
   wantsJson: false,
   ...overrides,
 });
@@ -54,6 +55,7 @@ const decision = (overrides: Partial<Decision> = {}): Decision => ({
   processingTimeUs: 0,
   modelVersion: '',
   bookVersion: '',
+  mediaStrategyIds: new Map(),
   facts: null,
   ...overrides,
 });

@@ -21,6 +21,8 @@ export interface ContextText {
   platformExperimentIds: number[];
   secondRequest: boolean;
   candidateAds: CandidateAd[];
+  /** Written only when the media names the strategies it asks about (Ocean). */
+  askedStrategyIds?: string[];
   wantsJson: boolean;
 }
 
@@ -36,7 +38,8 @@ export interface DecodeFixture {
 export interface EncodeFixture {
   description: string;
   context: ContextText;
-  decision: Decision;
+  /** mediaStrategyIds as an object, absent for none. */
+  decision: Omit<Decision, 'mediaStrategyIds'> & { mediaStrategyIds?: Record<string, string> };
   /** The reply message in protobufjs naming, or the JSON reply when the context wants JSON. */
   reply: Record<string, unknown>;
 }
@@ -47,11 +50,18 @@ export function isDecodeFixture(fixture: Fixture): fixture is DecodeFixture {
   return 'request' in fixture;
 }
 
+/** A module's fixtures, Prebid Server style: `exemplary/` the documented cases, `supplemental/` the edge cases. */
 export function loadFixtures(dir: URL): Array<{ file: string; fixture: Fixture }> {
-  return readdirSync(dir)
-    .filter((file) => file.endsWith('.json'))
-    .sort()
-    .map((file) => ({ file, fixture: JSON.parse(readFileSync(new URL(file, dir), 'utf8')) as Fixture }));
+  return ['exemplary/', 'supplemental/'].flatMap((folder) =>
+    readdirSync(new URL(folder, dir))
+      .filter((file) => file.endsWith('.json'))
+      .sort()
+      .map((file) => ({ file: folder + file, fixture: JSON.parse(readFileSync(new URL(folder + file, dir), 'utf8')) as Fixture })),
+  );
+}
+
+export function decisionFromFixture({ mediaStrategyIds, ...decision }: EncodeFixture['decision']): Decision {
+  return { ...decision, mediaStrategyIds: new Map(Object.entries(mediaStrategyIds ?? {})) };
 }
 
 const OS_NAMES = Object.fromEntries(Object.entries(Os).map(([name, value]) => [value, name])) as Record<Os, string>;
@@ -60,10 +70,11 @@ const KIND_BY_NAME = Object.fromEntries(
 );
 
 /** Fixtures are protobufjs objects, whose ids are always valid UTF-8: requestIdBytes is null for every one. */
-export function contextToText({ requestIdBytes, ...context }: BidContext): ContextText & { media: string } {
+export function contextToText({ requestIdBytes, askedStrategyIds, ...context }: BidContext): ContextText & { media: string } {
   if (requestIdBytes !== null) throw new Error(`fixture request id ${context.requestId} decoded with raw bytes`);
   return {
     ...context,
+    ...(askedStrategyIds !== null ? { askedStrategyIds } : {}),
     os: OS_NAMES[context.os],
     deviceIds: context.deviceIds.map((id) => ({ kind: DEVICE_ID_KIND_NAMES[id.kind], key: deviceKeyToHex(id.key) })),
   };
@@ -72,6 +83,7 @@ export function contextToText({ requestIdBytes, ...context }: BidContext): Conte
 export function contextFromText(text: ContextText, media: string): BidContext {
   return {
     ...text,
+    askedStrategyIds: text.askedStrategyIds ?? null,
     media,
     requestIdBytes: null,
     os: Os[text.os as keyof typeof Os],
@@ -94,7 +106,8 @@ export function assertFixtureMatchesType(type: protobuf.Type, value: Record<stri
     const field = type.fields[key];
     if (field === undefined) throw new Error(`fixture: ${path}.${key} is not a field of ${type.fullName}`);
     field.resolve();
-    for (const element of field.repeated ? (item as unknown[]) : [item]) {
+    const elements = field instanceof protobuf.MapField ? Object.values(item as object) : field.repeated ? (item as unknown[]) : [item];
+    for (const element of elements) {
       if (field.resolvedType instanceof protobuf.Type) {
         assertFixtureMatchesType(field.resolvedType, element as Record<string, unknown>, `${path}.${key}`);
       } else if (field.resolvedType instanceof protobuf.Enum && typeof element === 'string') {

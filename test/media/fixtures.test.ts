@@ -1,14 +1,14 @@
 import { describe, expect, test } from 'vitest';
 import { InputError } from '../../src/engine/errors.js';
 import type { MediaAdapter } from '../../src/engine/types.js';
-import { nativeAdapter } from '../../src/media/native/adapter.js';
 import { loadProto } from '../../src/media/protobuf.js';
-import { tencentAdapter } from '../../src/media/tencent/adapter.js';
+import { MEDIA_MODULES } from '../../src/media/registry.js';
 import { checkWire, compileWireRule } from '../../src/media/wire-check.js';
 import {
   assertFixtureMatchesType,
   contextFromText,
   contextToText,
+  decisionFromFixture,
   isDecodeFixture,
   loadFixtures,
   overTheWire,
@@ -17,39 +17,26 @@ import {
   type EncodeFixture,
 } from './fixture-support.js';
 
-const tencent = loadProto(new URL('../../proto/tencent/rta.proto', import.meta.url));
-const native = loadProto(new URL('../../proto/rta/v1/native.proto', import.meta.url));
-
-const suites = [
-  {
-    adapter: tencentAdapter,
-    fixtures: new URL('../../src/media/tencent/fixtures/', import.meta.url),
-    request: tencent.lookupType('tencent.ad.rta.RtaRequest'),
-    response: tencent.lookupType('tencent.ad.rta.RtaResponse'),
-  },
-  {
-    adapter: nativeAdapter,
-    fixtures: new URL('../../src/media/native/fixtures/', import.meta.url),
-    request: native.lookupType('rta.v1.NativeRequest'),
-    response: native.lookupType('rta.v1.NativeResponse'),
-  },
-];
-
-for (const { adapter, fixtures, request, response } of suites) {
-  describe(`${adapter.name} fixtures`, () => {
-    const all = loadFixtures(fixtures);
+for (const module of MEDIA_MODULES) {
+  const root = loadProto(module.proto.file);
+  const request = root.lookupType(module.proto.request);
+  const response = root.lookupType(module.proto.response);
+  describe(`${module.name} fixtures`, () => {
+    const all = loadFixtures(module.fixtures);
     const responseRule = compileWireRule(response);
 
-    test('the folder holds decode and encode fixtures', () => {
-      expect(all.filter(({ fixture }) => isDecodeFixture(fixture)).length).toBeGreaterThanOrEqual(6);
-      expect(all.filter(({ fixture }) => !isDecodeFixture(fixture)).length).toBeGreaterThanOrEqual(3);
+    test('exemplary fixtures document decoding and encoding; supplemental ones the edge cases', () => {
+      const exemplary = all.filter(({ file }) => file.startsWith('exemplary/')).map(({ fixture }) => fixture);
+      expect(exemplary.filter(isDecodeFixture).length).toBeGreaterThanOrEqual(2);
+      expect(exemplary.filter((f) => !isDecodeFixture(f)).length).toBeGreaterThanOrEqual(2);
+      expect(all.filter(({ file }) => file.startsWith('supplemental/')).length).toBeGreaterThanOrEqual(2);
     });
 
     for (const { file, fixture } of all) {
       if (isDecodeFixture(fixture)) {
-        test(`decode ${file}`, () => runDecode(adapter, request, fixture));
+        test(`decode ${file}`, () => runDecode(module.adapter, request, fixture));
       } else {
-        test(`encode ${file}`, () => runEncode(adapter, response, responseRule, fixture));
+        test(`encode ${file}`, () => runEncode(module.adapter, response, responseRule, fixture));
       }
     }
   });
@@ -84,7 +71,7 @@ function runEncode(
   rule: ReturnType<typeof compileWireRule>,
   fixture: EncodeFixture,
 ) {
-  const reply = adapter.encode(contextFromText(fixture.context, adapter.name), fixture.decision);
+  const reply = adapter.encode(contextFromText(fixture.context, adapter.name), decisionFromFixture(fixture.decision));
   if (fixture.context.wantsJson) {
     expect(reply.contentType).toBe('application/json');
     expect(JSON.parse(reply.body as string)).toEqual(fixture.reply);

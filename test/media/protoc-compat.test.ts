@@ -3,7 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import type { BidContext, Decision } from '../../src/engine/types.js';
 import { nativeAdapter } from '../../src/media/native/adapter.js';
+import { oceanAdapter } from '../../src/media/ocean/adapter.js';
+import { tencentSpAdapter } from '../../src/media/tencent-sp/adapter.js';
 import { tencentAdapter } from '../../src/media/tencent/adapter.js';
+import { hashRawDeviceId } from '../../src/store/device-key.js';
+import { DeviceIdKind } from '../../src/engine/types.js';
 import { contextToText } from './fixture-support.js';
 
 /**
@@ -22,6 +26,8 @@ function protoc(mode: '--encode' | '--decode', messageType: string, file: string
 }
 
 const TENCENT = 'tencent/rta.proto';
+const TENCENT_SP = 'tencent/rtasp.proto';
+const OCEAN = 'ocean/rta.proto';
 const NATIVE = 'rta/v1/native.proto';
 
 const take: Decision = {
@@ -38,6 +44,7 @@ const take: Decision = {
   processingTimeUs: 1500,
   modelVersion: 'apply@3',
   bookVersion: '3f9a1c2b7d4e',
+  mediaStrategyIds: new Map(),
 };
 
 describe.skipIf(!protocFound)('protoc compatibility: tencent', () => {
@@ -235,6 +242,149 @@ describe.skipIf(!protocFound)('protoc compatibility: native', () => {
         'experiment_tag: 12',
         'experiment_tag_name: "ctrl"',
         'book_version: "3f9a1c2b7d4e"',
+        '',
+      ].join('\n'),
+    );
+  });
+});
+
+describe.skipIf(!protocFound)('protoc compatibility: tencent-sp', () => {
+  test('a request written by protoc decodes: CAIDs newest version first, the cached id not repeated', () => {
+    const bytes = protoc('--encode', 'tencent.ad.rtasp.RTASPRequest', TENCENT_SP, `
+      id: "sp-compat"
+      device {
+        did_md5: "674c1f1fbe541044ab36c65ba287ef68"
+        did_type: IDFA_MD5
+        os: OS_IOS
+        idfa_md5: "674c1f1fbe541044ab36c65ba287ef68"
+        caid { origin_version: "20220111" caid_md5: "95894b56c3fa9cf979d9d22d12dcedab" }
+        caid { origin_version: "20230330" caid_md5: "5b2f0a1c9e8d7c6b5a4f3e2d1c0b9a88" }
+      }
+      exp_ids: [7, 4000000000]
+    `);
+    expect(contextToText(tencentSpAdapter.decode(bytes, ''))).toMatchObject({
+      media: 'tencent-sp',
+      requestId: 'sp-compat',
+      os: 'IOS',
+      deviceIds: [
+        { kind: 'idfa_md5', key: '674c1f1fbe541044ab36c65ba287ef68' },
+        { kind: 'caid_md5', key: '5b2f0a1c9e8d7c6b5a4f3e2d1c0b9a88' },
+        { kind: 'caid_md5', key: '95894b56c3fa9cf979d9d22d12dcedab' },
+      ],
+      refusedDeviceIds: 0,
+      platformExperimentIds: [7, 4000000000],
+    });
+  });
+
+  test('our reply decodes in protoc: a yes vote with its adjustments per taken strategy, no for the rest', () => {
+    const context = tencentSpAdapter.decode(protoc('--encode', 'tencent.ad.rtasp.RTASPRequest', TENCENT_SP, 'id: "sp-2"'), '');
+    const decision = { ...take, mediaStrategyIds: new Map([['new_prime', 'new_prime'], ['reactivate', 'reactivate'], ['dormant', 'dormant']]) };
+    const text = protoc('--decode', 'tencent.ad.rtasp.RTASPResponse', TENCENT_SP, tencentSpAdapter.encode(context, decision).body as Uint8Array);
+    expect(text.toString()).toBe(
+      [
+        'id: "sp-2"',
+        // protoc prints a map's entries by key.
+        'strategy_list {',
+        '  key: "dormant"',
+        '  value {',
+        '    voting: VOTING_NO',
+        '  }',
+        '}',
+        'strategy_list {',
+        '  key: "new_prime"',
+        '  value {',
+        '    voting: VOTING_YES',
+        '    user_weight_factor: 1.35',
+        '    cpa_price: 12000',
+        '  }',
+        '}',
+        'strategy_list {',
+        '  key: "reactivate"',
+        '  value {',
+        '    voting: VOTING_YES',
+        '    user_weight_factor: 0.5',
+        '    cpc_price: 150',
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+});
+
+describe.skipIf(!protocFound)('protoc compatibility: ocean', () => {
+  test('a request written by protoc decodes: raw ids hashed on arrival, the RTA ids asked kept as text', () => {
+    const bytes = protoc('--encode', 'ocean.rta.Req', OCEAN, `
+      platform: ANDROID
+      did: "86012345678901A"
+      did_type: IMEI
+      slot_id: 900000000000001
+      experiment: 3
+      req_id: "ocean-compat"
+      source: "pangle"
+      rta_ids: [7001, 9007199254740993]
+      enable_strategy: 1
+      device { oaid: "3a9c0b1e-77f4-4c2d-9e8a-5b6c7d8e9f00" ip: "198.51.100.4" device_os_type: DEVICE_ANDROID }
+      creative_type: [1, 2]
+      vids: [11, 12]
+    `);
+    expect(contextToText(oceanAdapter.decode(bytes, ''))).toMatchObject({
+      media: 'ocean',
+      requestId: 'ocean-compat',
+      os: 'ANDROID',
+      deviceIds: [
+        { kind: 'oaid_md5', key: hashRawDeviceId(DeviceIdKind.OAID_MD5, '3a9c0b1e-77f4-4c2d-9e8a-5b6c7d8e9f00') },
+        { kind: 'imei_md5', key: hashRawDeviceId(DeviceIdKind.IMEI_MD5, '86012345678901A') },
+      ],
+      refusedDeviceIds: 0,
+      platformExperimentIds: [11, 12],
+      askedStrategyIds: ['7001', '9007199254740993'],
+    });
+  });
+
+  test('our reply decodes in protoc: per RTA id asked, interested with its scores or not, bid_type and cache time', () => {
+    const context = oceanAdapter.decode(protoc('--encode', 'ocean.rta.Req', OCEAN, 'req_id: "o-2" rta_ids: [7001, 7002, 7003]'), '');
+    const decision = { ...take, mediaStrategyIds: new Map([['new_prime', '7001'], ['reactivate', '7003']]) };
+    const text = protoc('--decode', 'ocean.rta.Rsp', OCEAN, oceanAdapter.encode(context, decision).body as Uint8Array);
+    expect(text.toString()).toBe(
+      [
+        'req_id: "o-2"',
+        'user_infos {',
+        '  is_interested: true',
+        '  user_scores {',
+        '    user_type: PRICE_COEF',
+        '    quality: 1.35',
+        '  }',
+        '  user_scores {',
+        '    user_type: PRICE_BID',
+        '    quality: 12000',
+        '    pricing_type: OCPC',
+        '  }',
+        '  rta_id: 7001',
+        '  action_scores {',
+        '    action_type: LOAN_CREDIT',
+        '    quality: 0.25',
+        '  }',
+        '}',
+        'user_infos {',
+        '  rta_id: 7002',
+        '}',
+        'user_infos {',
+        '  is_interested: true',
+        '  user_scores {',
+        '    user_type: PRICE_COEF',
+        '    quality: 0.5',
+        '  }',
+        '  user_scores {',
+        '    user_type: PRICE_BID',
+        '    quality: 150',
+        '    pricing_type: CPC',
+        '  }',
+        '  rta_id: 7003',
+        '}',
+        'bid_type {',
+        '}',
+        'cache_time_secs: 7200',
         '',
       ].join('\n'),
     );

@@ -48,6 +48,7 @@ const context: BidContext = {
   platformExperimentIds: [],
   secondRequest: false,
   candidateAds: [],
+  askedStrategyIds: null,
   wantsJson: false,
 };
 const decision: Decision = {

@@ -27,8 +27,44 @@ describe('media', () => {
 
   test('a media the engine does not serve is refused, with the ones it does', () => {
     expect(onlyProblem({ strategies: [bidStrategy('s', { targetValueFen: 1 }, { media: ['tencnet'] })] })).toMatch(
-      /^strategies\[0\]\(s\)\.media: no media "tencnet" \(known: tencent, native\)$/,
+      /^strategies\[0\]\(s\)\.media: no media "tencnet" \(known: tencent, tencent-sp, ocean, native\)$/,
     );
+  });
+});
+
+describe('ids on a media (mediaIds) and the strategies a request asks about', () => {
+  const book = buildBook({
+    strategies: [
+      bidStrategy('acq', { targetValueFen: 8250 }, { mediaIds: { ocean: '7001' } }),
+      bidStrategy('react', { targetValueFen: 8250 }, { mediaIds: { ocean: '7002', 'tencent-sp': 'sp_react' } }),
+      bidStrategy('tencent_only', { targetValueFen: 8250 }, { media: ['tencent'] }),
+    ],
+  });
+
+  test("each media's strategies by our id and theirs: the registered id where mediaIds gives one, our own elsewhere", () => {
+    expect([...book.strategyIdsOn('ocean')]).toEqual([['acq', '7001'], ['react', '7002']]);
+    expect([...book.strategyIdsOn('tencent-sp')]).toEqual([['acq', 'acq'], ['react', 'sp_react']]);
+    expect([...book.strategyIdsOn('tencent')]).toEqual([['acq', 'acq'], ['react', 'react'], ['tencent_only', 'tencent_only']]);
+    expect([...book.strategyIdsOn('no_such_media')]).toEqual([]);
+  });
+
+  test('a request that names the strategies it asks about gets only those, by their ids on its media; the others read not_asked', () => {
+    const { mask, outcome } = screenAndDecide(book, { ...DEVICE, media: 'ocean', askedStrategyIds: ['7002'] });
+    expect(outcome?.strategies.map((s) => s.strategyId)).toEqual(['react']);
+    expect([...mask]).toEqual([Verdict.NOT_ASKED, Verdict.TAKEN, Verdict.OTHER_MEDIA]);
+    expect(taken(book, { ...DEVICE, media: 'ocean', askedStrategyIds: [] })).toEqual([]);
+  });
+
+  test('a strategy whose id cannot be an Ocean RTA id does not bid there: a warning when the book uses Ocean, a problem when it names Ocean', () => {
+    expect(book.warnings).toEqual([]);
+    const mixed = buildBook({ strategies: [bidStrategy('acq', { targetValueFen: 8250 }, { mediaIds: { ocean: '7001' } }), bidStrategy('react', { targetValueFen: 8250 })] });
+    expect(mixed.warnings).toEqual([expect.stringMatching(/^strategies\[1\]\(react\): not bidding on ocean, where ids must match .*: set mediaIds\.ocean/)]);
+    expect(taken(mixed, { ...DEVICE, media: 'ocean', askedStrategyIds: ['7001', 'react'] })).toEqual(['acq']);
+    expect(taken(mixed, { ...DEVICE, media: 'tencent' })).toEqual(['acq', 'react']);
+    expect(buildBook({ strategies: [bidStrategy('react', { targetValueFen: 8250 })] }).warnings).toEqual([]);
+    expect(onlyProblem({ strategies: [bidStrategy('react', { targetValueFen: 1 }, { media: ['ocean'] })] })).toMatch(/^strategies\[0\]\(react\): "react" cannot be its id on ocean/);
+    expect(onlyProblem({ strategies: [bidStrategy('react', { targetValueFen: 1 }, { mediaIds: { ocean: '-5' } })] })).toMatch(/"-5" cannot be its id on ocean/);
+    expect(onlyProblem({ strategies: [bidStrategy('react', { targetValueFen: 1 }, { mediaIds: { oceans: '7' } })] })).toMatch(/^strategies\[0\]\(react\)\.mediaIds: no media "oceans"/);
   });
 });
 

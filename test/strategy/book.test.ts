@@ -394,8 +394,8 @@ describe('the candidate index (a generated book of 350 strategies and 200 experi
     }
     // Not a vacuous comparison: profile exclusions, and every verdict (CANDIDATE: a score exclusion stopped decide).
     expect(excluded).toBeGreaterThan(100);
-    // The big book has no media lists, schedules, cap or shadow strategies: those verdicts are tested in book-reach.test.ts.
-    const elsewhere: number[] = [Verdict.OFF_SCHEDULE, Verdict.OTHER_MEDIA, Verdict.CAPPED, Verdict.SHADOW];
+    // The big book has no media lists, schedules, cap or shadow strategies and is asked about all: those verdicts are tested in book-reach.test.ts.
+    const elsewhere: number[] = [Verdict.OFF_SCHEDULE, Verdict.OTHER_MEDIA, Verdict.CAPPED, Verdict.SHADOW, Verdict.NOT_ASKED];
     const decidedHere = Object.values(Verdict).filter((v) => !elsewhere.includes(v));
     for (const verdict of decidedHere) expect(seen.get(verdict), `verdict ${verdict}`).toBeGreaterThan(100);
   });

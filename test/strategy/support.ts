@@ -28,6 +28,8 @@ export interface ViewSpec {
   /** Flags and field values for a known device; omit for an unknown device. */
   record?: { flags?: string[]; fields?: Record<string, number> };
   platformExperimentIds?: number[];
+  /** The strategies the media asks about (Ocean); every strategy unless given. */
+  askedStrategyIds?: string[];
   scores?: ModelScores;
 }
 
@@ -57,6 +59,7 @@ export function makeView(spec: ViewSpec = {}): DeviceView {
     recordOffset: records !== null ? profile.recordBytes : 0,
     flags,
     platformExperimentIds: spec.platformExperimentIds ?? [],
+    askedStrategyIds: spec.askedStrategyIds ?? null,
     scores,
     scoresOffset: SCORES_OFFSET,
   };

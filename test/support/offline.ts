@@ -16,6 +16,7 @@ export function primeProspectContext(requestId: string, isTest: boolean): BidCon
     platformExperimentIds: [],
     secondRequest: false,
     candidateAds: [],
+    askedStrategyIds: null,
     wantsJson: false,
   };
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEVICE_ID_KIND_NAMES, type DeviceIdKind } from '../../src/engine/types.js';
-import { MEDIA_CLIENTS } from '../../src/media/clients.js';
+import { mediaModule } from '../../src/media/registry.js';
 import type { MediaClient, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { hashRawDeviceId } from '../../src/store/device-key.js';
 import { REPO_ROOT, type EngineProcess } from './engine-process.js';
@@ -85,8 +85,8 @@ export async function post(url: string, body: Uint8Array | string, contentType?:
   };
 }
 
-export const tencent: MediaClient = MEDIA_CLIENTS.get('tencent')!;
-export const native: MediaClient = MEDIA_CLIENTS.get('native')!;
+export const tencent: MediaClient = mediaModule('tencent').client;
+export const native: MediaClient = mediaModule('native').client;
 
 /** Encodes with the media's client, posts to its route, and decodes a 200 reply; anything else throws with the body. */
 export async function send(engine: EngineProcess, client: MediaClient, request: SimulatedRequest, options: { json?: boolean } = {}) {
@@ -227,7 +227,7 @@ export class KeepAliveLoad {
 
 export interface StrategyFileJson {
   cacheTtlSeconds: { take: number; reject: number; fallback: number };
-  strategies: Array<{ id: string; kind: 'bid' | 'exclude'; enabled?: boolean; creatives?: Array<{ id: number }> }>;
+  strategies: Array<{ id: string; kind: 'bid' | 'exclude'; enabled?: boolean; media?: string[]; mediaIds?: Record<string, string>; creatives?: Array<{ id: number }> }>;
   experiments: Array<{ id: string; salt: string; strategies: string[]; arms: Array<{ name: string; tag: number; percent: number }> }>;
 }
 

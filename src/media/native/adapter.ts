@@ -122,6 +122,7 @@ function toBidContext(request: NativeRequestMessage, wantsJson: boolean): BidCon
     platformExperimentIds: request.experiment_ids.slice(),
     secondRequest: request.second_request,
     candidateAds,
+    askedStrategyIds: null,
     wantsJson,
   };
 }
@@ -255,7 +256,7 @@ function toReplyMessage(context: BidContext, decision: Decision) {
     request_id: context.requestId,
     code: decision.code,
     reason: decision.reason,
-    decisions: decision.strategies.map(toStrategyMessage),
+    decisions: decision.strategies.map((strategy) => toStrategyMessage(decision, strategy)),
     ad_results: decision.adResults.map(toAdResultMessage),
     cache_ttl_seconds: decision.cacheTtlSeconds,
     processing_time_us: wholeMicroseconds(decision.processingTimeUs),
@@ -266,9 +267,9 @@ function toReplyMessage(context: BidContext, decision: Decision) {
   };
 }
 
-function toStrategyMessage(strategy: StrategyDecision) {
+function toStrategyMessage(decision: Decision, strategy: StrategyDecision) {
   return {
-    strategy_id: strategy.strategyId,
+    strategy_id: decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId,
     coefficient: finiteOr0(strategy.coefficient),
     creative_id: strategy.creativeId,
     cpa_price_fen: strategy.cpaPriceFen,
@@ -298,16 +299,19 @@ function toJsonReply(context: BidContext, decision: Decision) {
     requestId: context.requestId,
     code: decision.code,
     reason: decision.reason,
-    decisions: decision.strategies.map((strategy) => ({
-      strategyId: strategy.strategyId,
-      coefficient: finiteOr0(strategy.coefficient),
-      creativeId: String(strategy.creativeId),
-      cpaPriceFen: strategy.cpaPriceFen,
-      cpcPriceFen: strategy.cpcPriceFen,
-      experimentTag: String(strategy.experimentTag),
-      experimentTagName: strategy.experimentTagName,
-      pcvr: finiteOr0(strategy.pcvr),
-    })),
+    decisions: decision.strategies.map((strategy) => {
+      const message = toStrategyMessage(decision, strategy);
+      return {
+        strategyId: message.strategy_id,
+        coefficient: message.coefficient,
+        creativeId: String(strategy.creativeId),
+        cpaPriceFen: strategy.cpaPriceFen,
+        cpcPriceFen: message.cpc_price_fen,
+        experimentTag: String(strategy.experimentTag),
+        experimentTagName: strategy.experimentTagName,
+        pcvr: message.pcvr,
+      };
+    }),
     adResults: decision.adResults.map((ad) => ({
       adGroupId: String(ad.adGroupId),
       ignore: ad.ignore,

@@ -1,5 +1,5 @@
 import { loadProto } from '../protobuf.js';
-import type { MediaClient, SimulatedRequest } from '../simulated-request.js';
+import { fromFloat32, type MediaClient, type SimulatedRequest } from '../simulated-request.js';
 import { DeviceIdKind } from '../../engine/types.js';
 
 /** A caller of our native protocol: protobuf by default, or JSON for people and debugging. */
@@ -46,4 +46,50 @@ export const nativeClient: MediaClient = {
     if (contentType.startsWith('application/json')) return JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
     return NativeResponse.toObject(NativeResponse.decode(body), { longs: String, enums: String });
   },
+
+  readAnswer(body: Uint8Array, contentType: string) {
+    const reply = contentType.startsWith('application/json')
+      ? (JSON.parse(new TextDecoder().decode(body)) as NativeReply)
+      : fromMessage(NativeResponse.toObject(NativeResponse.decode(body), { longs: Number }) as NativeReplyMessage);
+    const code = reply.code ?? 0;
+    const strategies = (reply.decisions ?? []).map((d) => ({
+      id: d.strategyId,
+      coefficient: fromFloat32(d.coefficient ?? 0),
+      cpcPriceFen: d.cpcPriceFen ?? 0,
+      cpaPriceFen: d.cpaPriceFen ?? 0,
+    }));
+    return {
+      requestId: reply.requestId ?? null,
+      taken: code === 0 && strategies.length > 0,
+      code,
+      cacheSeconds: reply.cacheTtlSeconds ?? null,
+      strategies,
+      declined: [],
+    };
+  },
 };
+
+/** The reply in the proto3 JSON mapping (the JSON body's form). */
+interface NativeReply {
+  requestId?: string;
+  code?: number;
+  cacheTtlSeconds?: number;
+  decisions?: Array<{ strategyId: string; coefficient?: number; cpcPriceFen?: number; cpaPriceFen?: number }>;
+}
+
+/** The decoded message, proto field names (absent fields left out). */
+interface NativeReplyMessage {
+  request_id?: string;
+  code?: number;
+  cache_ttl_seconds?: number;
+  decisions?: Array<{ strategy_id: string; coefficient?: number; cpc_price_fen?: number; cpa_price_fen?: number }>;
+}
+
+function fromMessage(m: NativeReplyMessage): NativeReply {
+  return {
+    requestId: m.request_id,
+    code: m.code,
+    cacheTtlSeconds: m.cache_ttl_seconds,
+    decisions: m.decisions?.map((d) => ({ strategyId: d.strategy_id, coefficient: d.coefficient, cpcPriceFen: d.cpc_price_fen, cpaPriceFen: d.cpa_price_fen })),
+  };
+}

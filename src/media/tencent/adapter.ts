@@ -58,7 +58,7 @@ interface DeviceMessage {
   mac_md5sum: string;
   oaid_md5sum: string;
   doubtful_ids_list: number[];
-  qaid_infos: Array<{ qaid_md5sum: string }>;
+  qaid_infos: Array<{ version: number; qaid_md5sum: string }>;
 }
 
 interface ExperimentMessage {
@@ -118,9 +118,9 @@ export const tencentAdapter: MediaAdapter = {
       refusedDeviceIds += take(deviceIds, DeviceIdKind.IDFA_MD5, device.idfa_md5sum, doubtful & DOUBTFUL_IDFA);
       refusedDeviceIds += take(deviceIds, DeviceIdKind.ANDROID_ID_MD5, device.android_id_md5sum, doubtful & DOUBTFUL_ANDROID_ID);
       refusedDeviceIds += take(deviceIds, DeviceIdKind.MAC_MD5, device.mac_md5sum, doubtful & DOUBTFUL_MAC);
-      for (const qaid of device.qaid_infos) {
-        refusedDeviceIds += take(deviceIds, DeviceIdKind.CAID_MD5, qaid.qaid_md5sum, doubtful & DOUBTFUL_QAID);
-      }
+      // CAIDs of several versions may come together; the newest version is the one a profile is most likely under.
+      const caids = device.qaid_infos.length > 1 ? [...device.qaid_infos].sort((a, b) => b.version - a.version) : device.qaid_infos;
+      for (const qaid of caids) refusedDeviceIds += take(deviceIds, DeviceIdKind.CAID_MD5, qaid.qaid_md5sum, doubtful & DOUBTFUL_QAID);
     }
     const platformExperimentIds: number[] = [];
     for (const exp of request.exps) {
@@ -142,6 +142,7 @@ export const tencentAdapter: MediaAdapter = {
       platformExperimentIds,
       secondRequest: request.request_info !== null && request.request_info.request_type === ADLIST_REQUEST,
       candidateAds,
+      askedStrategyIds: null,
       wantsJson: false,
     };
   },
@@ -170,8 +171,9 @@ export const tencentAdapter: MediaAdapter = {
       const outTargetIds: string[] = [];
       const targetInfos: TargetInfoFields[] = [];
       for (const strategy of decision.strategies) {
-        outTargetIds.push(strategy.strategyId);
-        targetInfos.push(toTargetInfo(strategy));
+        const id = decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId;
+        outTargetIds.push(id);
+        targetInfos.push(toTargetInfo(id, strategy));
       }
       message.out_target_id = outTargetIds;
       message.target_infos = targetInfos;
@@ -215,8 +217,8 @@ function processingTimeMs(processingTimeUs: number): number {
 }
 
 /** Non-finite floats are left out: the platform reads an absent factor as neutral, a NaN as who knows what. */
-function toTargetInfo(strategy: StrategyDecision): TargetInfoFields {
-  const info: TargetInfoFields = { out_target_id: strategy.strategyId };
+function toTargetInfo(id: string, strategy: StrategyDecision): TargetInfoFields {
+  const info: TargetInfoFields = { out_target_id: id };
   if (Number.isFinite(strategy.coefficient)) info.user_weight_factor = strategy.coefficient;
   if (strategy.cpaPriceFen > 0) info.cpa_price = strategy.cpaPriceFen;
   if (strategy.cpcPriceFen > 0) info.cpc_price = strategy.cpcPriceFen;

@@ -1,6 +1,6 @@
 import { DeviceIdKind } from '../../engine/types.js';
 import { loadProto } from '../protobuf.js';
-import type { MediaClient, SimulatedRequest } from '../simulated-request.js';
+import { fromFloat32, type MediaClient, type SimulatedRequest } from '../simulated-request.js';
 
 /** Tencent's side of the RTA exchange: requests as the platform encodes them, replies as it reads them. */
 
@@ -50,4 +50,35 @@ export const tencentClient: MediaClient = {
   decodeReply(body: Uint8Array) {
     return RtaResponse.toObject(RtaResponse.decode(body), { longs: String, enums: String });
   },
+
+  readAnswer(body: Uint8Array) {
+    const reply = RtaResponse.toObject(RtaResponse.decode(body), { longs: Number }) as TencentReply;
+    const infos = new Map((reply.target_infos ?? []).map((info) => [info.out_target_id, info]));
+    // A non-zero code rejects the device for every strategy, whatever else the reply lists.
+    const strategies = reply.code === 0 ? reply.out_target_id ?? [] : [];
+    return {
+      requestId: reply.request_id ?? null,
+      taken: strategies.length > 0,
+      code: reply.code,
+      cacheSeconds: reply.response_cache_time ?? null,
+      strategies: strategies.map((id) => {
+        const info = infos.get(id);
+        return {
+          id,
+          coefficient: info?.user_weight_factor === undefined ? null : fromFloat32(info.user_weight_factor),
+          cpcPriceFen: info?.cpc_price ?? 0,
+          cpaPriceFen: info?.cpa_price ?? 0,
+        };
+      }),
+      declined: [],
+    };
+  },
 };
+
+interface TencentReply {
+  request_id?: string;
+  code: number;
+  response_cache_time?: number;
+  out_target_id?: string[];
+  target_infos?: Array<{ out_target_id: string; user_weight_factor?: number; cpc_price?: number; cpa_price?: number }>;
+}
