@@ -312,7 +312,7 @@ export class Engine {
       reason: REASON_BY_CODE[code]!,
       strategies: code === DecisionCode.TAKE ? outcome.strategies : [],
       adResults: code === DecisionCode.TAKE ? outcome.adResults : [],
-      cacheTtlSeconds: this.cacheSeconds(request.context.media, code === DecisionCode.TAKE ? book.cacheTtlSeconds.take : book.cacheTtlSeconds.reject),
+      cacheTtlSeconds: cacheSecondsUnder(rules, code === DecisionCode.TAKE ? book.cacheTtlSeconds.take : book.cacheTtlSeconds.reject),
       experimentTag: outcome.experimentTag,
       experimentTagName: outcome.experimentTagName,
       processingTimeUs: 0,
@@ -347,8 +347,7 @@ export class Engine {
   }
 
   private cacheSeconds(media: string, seconds: number): number {
-    const rules = this.parts.media[media];
-    return rules === undefined ? seconds : cacheSecondsFor(rules, seconds);
+    return cacheSecondsUnder(this.parts.media[media], seconds);
   }
 
   private reject(media: string, code: DecisionCode, reason = REASON_BY_CODE[code]!): Decision {
@@ -367,6 +366,10 @@ export class Engine {
       facts: null,
     };
   }
+}
+
+function cacheSecondsUnder(rules: MediaRules | undefined, seconds: number): number {
+  return rules === undefined ? seconds : cacheSecondsFor(rules, seconds);
 }
 
 const EMPTY_SCORES = new Float32Array(0);

@@ -28,6 +28,11 @@ export interface MediaModule {
     /** The request names the strategies it asks about (Ocean's rta_ids); otherwise every strategy is asked. */
     readonly askedStrategies: boolean;
   };
+  /**
+   * Its requests may carry raw device ids (Ocean's OAID and IDFA): hashed by the adapter, and the request bytes are
+   * never kept, not even in the decision log's raw sample.
+   */
+  readonly carriesRawIds: boolean;
   /** The media's own ids for strategies, where it restricts them (Ocean: int64 RTA ids); checked at book load. */
   readonly strategyIdPattern?: RegExp;
 }

@@ -8,7 +8,7 @@ import { hashRawDeviceId } from '../store/device-key.js';
 import type { Runtime } from './boot.js';
 
 /**
- * `POST /explain` on the admin port: a request in a media's own protocol (`?media=tencent|native`), or a device
+ * `POST /explain` on the admin port: a request in a media's own protocol (`?media=<registered name>`), or a device
  * described in JSON, decided by a serving thread's engine exactly as live traffic is, and explained. Marked as test
  * traffic on the way in, so it stays out of the strategy metrics, and never written to the decision log.
  */

@@ -77,7 +77,9 @@ export function mediaRoute(media: ServedMedia, engine: Engine, limits: RouteLimi
     return slot;
   };
   const shedAfterMs = limits.shedAfterMicros > 0 ? limits.shedAfterMicros / 1000 : Infinity;
-  const shared = { adapter, rules, declinesWithoutBody, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs, decisionLog };
+  // A media that may send raw ids gets no raw sample: its bytes would keep them.
+  const sampleRaw = !media.module.carriesRawIds && decisionLog !== null;
+  const shared = { adapter, rules, declinesWithoutBody, sampleRaw, engine, limits, metrics, processing, outcomeSlot, refusedIds, testRequests, shedAfterMs, decisionLog };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const refusal = access.refusal(res, req);
@@ -113,6 +115,8 @@ interface RouteShared {
   rules: MediaRules;
   /** The media counts a 204 without a body as no bid (its rules' declineStatus). */
   declinesWithoutBody: boolean;
+  /** Whether this route's requests may be sampled raw into the decision log. */
+  sampleRaw: boolean;
   engine: Engine;
   limits: RouteLimits;
   metrics: Metrics;
@@ -184,7 +188,7 @@ class MediaRequest implements DecisionSink {
 
   private decide(bytes: Uint8Array): void {
     this.receivedAt = inFlight.lastStartedAt = performance.now();
-    if (this.shared.decisionLog?.sampleRaw()) this.rawRequest = bytes.slice();
+    if (this.shared.sampleRaw && this.shared.decisionLog!.sampleRaw()) this.rawRequest = bytes.slice();
     this.decideOrShed(bytes, turn.age(this.receivedAt) > this.shared.shedAfterMs);
     turn.done();
   }

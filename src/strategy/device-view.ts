@@ -3,7 +3,7 @@
  * buckets, and, once scoring is done, the model scores. The engine fills one of these per request.
  */
 export interface DeviceView {
-  /** The media's route name (tencent, native): a strategy may bid on some media only. */
+  /** The registered media's name (tencent, ocean, ...): a strategy may bid on some media only. */
   media: string;
   os: number;
   /** The record is records[recordOffset .. recordOffset + recordBytes); null for an unknown device. */

@@ -136,7 +136,7 @@ const bidStrategySchema = z
     description: z.string().optional(),
     enabled: z.boolean().default(true),
     when: conditionSchema.default({}),
-    /** The media it bids on, by the names of their routes (tencent, native); every media when absent. */
+    /** The media it bids on, by their registered names (media/registry.ts); every media when absent. */
     media: z.array(z.string().min(1)).min(1).optional(),
     /** Its id on a media where that differs from `id`, by media name: the id registered there (Ocean: an RTA id). */
     mediaIds: z.record(z.string(), z.string().min(1).max(64)).optional(),

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -10,7 +10,8 @@ import { MEDIA_MODULES } from '../../src/media/registry.js';
 import { idOnMedia } from '../../src/strategy/book.js';
 import type { MediaAnswer, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
-import { loadPersonas, loadStrategyFile, metricSum, post, requestFor, scrape } from '../support/rta-client.js';
+import { hashRawDeviceId } from '../../src/store/device-key.js';
+import { loadPersonas, loadStrategyFile, metricSum, post, requestFor, scrape, type PersonaDevice } from '../support/rta-client.js';
 
 /**
  * The contract every media module keeps, run against each registered module through one real engine process:
@@ -32,7 +33,8 @@ beforeAll(async () => {
   const media = Object.fromEntries(MEDIA_MODULES.map((m) => [m.name, m.name === 'native' ? { ...RULES, declineStatus: 204 } : RULES]));
   writeFileSync(file, JSON.stringify({ media }));
   config = loadConfig({ file, env: {} });
-  engine = await startEngine({ ...DECISIONS_ENV, RTA_CONFIG: file });
+  // Every decision sampled raw, written within 10 ms: what a media's bytes leave in the log can be looked at.
+  engine = await startEngine({ ...DECISIONS_ENV, RTA_CONFIG: file, RTA_DECISION_LOG_DIR: join(dir, 'log'), RTA_DECISION_LOG_RAW_SAMPLE: '1', RTA_DECISION_LOG_FLUSH_MS: '10' });
 });
 
 afterAll(async () => {
@@ -46,6 +48,21 @@ function strategyIdsOn(module: MediaModule): string[] {
 }
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
+
+/** The decision log's files as one latin1 string, once the decision of `requestId` is in them. */
+async function logBytesOnce(requestId: string): Promise<string> {
+  for (;;) {
+    const dirPath = join(dir, 'log');
+    const text = existsSync(dirPath)
+      ? readdirSync(dirPath, { recursive: true, withFileTypes: true })
+          .filter((entry) => entry.isFile())
+          .map((entry) => readFileSync(join(entry.parentPath, entry.name)).toString('latin1'))
+          .join('')
+      : '';
+    if (text.includes(requestId)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 for (const module of MEDIA_MODULES) {
   describe(`media contract: ${module.name} (${module.path})`, () => {
@@ -179,6 +196,23 @@ for (const module of MEDIA_MODULES) {
       const { answer } = await ask(requestFor(personas.prime_prospect[0]!, { isTest: true }));
       expect(answer!.taken).toBe(true);
       expect(metricSum(await scrape(engine), 'rta_test_requests_total', { media: module.name })).toBe(before + 1);
+    });
+
+    test.runIf(module.carriesRawIds)('raw ids are hashed on arrival and never kept: not in the decision log, not even its raw sample', async () => {
+      const raw = `raw-oaid-${process.pid}-${module.name}`;
+      const ids = [{ kind: DeviceIdKind.OAID_MD5, md5: hashRawDeviceId(DeviceIdKind.OAID_MD5, raw), raw }] as PersonaDevice['ids'];
+      const request = requestFor({ os: 'android', ids }, { requestId: `raw-ids-${module.name}-${process.pid}` });
+      expect((await ask(request)).status).toBe(rules().declineStatus);
+      const logged = await logBytesOnce(request.requestId);
+      expect(logged.includes(raw)).toBe(false);
+    });
+
+    test.runIf(!module.carriesRawIds)('its requests are sampled raw into the decision log as configured', async () => {
+      const request = requestFor(personas.prime_prospect[0]!, { requestId: `raw-sample-${module.name}-${process.pid}` });
+      const { body } = encode(request);
+      expect((await ask(request)).status).toBe(200);
+      const logged = await logBytesOnce(request.requestId);
+      expect(logged.includes(Buffer.from(body).subarray(0, 16).toString('latin1'))).toBe(true);
     });
 
     test.runIf(module.speaks.askedStrategies)('only the strategies asked about are decided and answered', async () => {

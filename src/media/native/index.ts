@@ -13,4 +13,5 @@ export const native: MediaModule = {
   proto: { file: new URL('../../../proto/rta/v1/native.proto', import.meta.url), request: 'rta.v1.NativeRequest', response: 'rta.v1.NativeResponse' },
   fixtures: new URL('./fixtures/', import.meta.url),
   speaks: { ping: true, test: true, secondRequest: true, askedStrategies: false },
+  carriesRawIds: false,
 };

@@ -13,5 +13,6 @@ export const ocean: MediaModule = {
   proto: { file: new URL('../../../proto/ocean/rta.proto', import.meta.url), request: 'ocean.rta.Req', response: 'ocean.rta.Rsp' },
   fixtures: new URL('./fixtures/', import.meta.url),
   speaks: { ping: false, test: false, secondRequest: false, askedStrategies: true },
+  carriesRawIds: true,
   strategyIdPattern: /^[1-9][0-9]{0,17}$/,
 };

@@ -13,4 +13,5 @@ export const tencentSp: MediaModule = {
   proto: { file: new URL('../../../proto/tencent/rtasp.proto', import.meta.url), request: 'tencent.ad.rtasp.RTASPRequest', response: 'tencent.ad.rtasp.RTASPResponse' },
   fixtures: new URL('./fixtures/', import.meta.url),
   speaks: { ping: false, test: false, secondRequest: false, askedStrategies: false },
+  carriesRawIds: false,
 };

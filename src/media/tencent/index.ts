@@ -13,4 +13,5 @@ export const tencent: MediaModule = {
   proto: { file: new URL('../../../proto/tencent/rta.proto', import.meta.url), request: 'tencent.ad.rta.RtaRequest', response: 'tencent.ad.rta.RtaResponse' },
   fixtures: new URL('./fixtures/', import.meta.url),
   speaks: { ping: true, test: true, secondRequest: true, askedStrategies: false },
+  carriesRawIds: false,
 };
