@@ -8,6 +8,7 @@ import {
   type Decision,
   type DeviceIdKind,
 } from '../../src/engine/types.js';
+import type { SimulatedRequest } from '../../src/media/simulated-request.js';
 import { deviceKeyToHex, parseDeviceKeyHex } from '../../src/store/device-key.js';
 
 /** A BidContext as fixtures write it: os by name, device keys as hex, media left to the adapter under test. */
@@ -123,4 +124,54 @@ export const TEXT_FORM: protobuf.IConversionOptions = { longs: String, enums: St
 /** The fixture's reply as it reads after a trip over the wire (float32 rounding, proto3 defaults dropped). */
 export function overTheWire(type: protobuf.Type, value: Record<string, unknown>): Record<string, unknown> {
   return type.toObject(type.decode(type.encode(type.fromObject(value)).finish()), TEXT_FORM);
+}
+
+/**
+ * A whole decision: a demo device (data/generated/personas.json, seed 42) asks through the media's client, the
+ * engine decides with the demo book and models on its default config, and the reply is what the media reads.
+ */
+export interface RoundTripFixture {
+  description: string;
+  persona: string;
+  /** Send the persona's raw ids where the protocol carries raw ids (Ocean), rather than their md5s. */
+  rawIds?: boolean;
+  /** The request's own fields: requestId and any others (askedStrategyIds, platformExperimentIds, isTest...). */
+  request: Partial<SimulatedRequest> & { requestId: string };
+  /** The reply decoded as the media decodes it, without the fields that change with every run or book edit. */
+  reply: Record<string, unknown>;
+}
+
+/** Reply fields left out of round trips: processing times vary per run, the book's version with every edit. */
+export const VOLATILE_REPLY_FIELDS = ['processing_time_ms', 'processing_time_us', 'book_version', 'bookVersion', 'processingTimeUs'];
+
+export function loadRoundTrips(dir: URL): Array<{ file: string; fixture: RoundTripFixture }> {
+  const folder = new URL('round-trip/', dir);
+  return readdirSync(folder)
+    .filter((file) => file.endsWith('.json'))
+    .sort()
+    .map((file) => ({ file: `round-trip/${file}`, fixture: JSON.parse(readFileSync(new URL(file, folder), 'utf8')) as RoundTripFixture }));
+}
+
+interface PersonasFile {
+  personas: Record<string, { devices: Array<{ os: 'android' | 'ios'; ids: Array<{ kind: string; raw: string; md5: string }> }> }>;
+}
+
+export function roundTripRequest(fixture: RoundTripFixture, personasFile: URL): SimulatedRequest {
+  const personas = (JSON.parse(readFileSync(personasFile, 'utf8')) as PersonasFile).personas;
+  const device = personas[fixture.persona]?.devices[0];
+  if (!device) throw new Error(`round trip: no persona "${fixture.persona}"`);
+  return {
+    os: device.os,
+    ids: device.ids.map((id) => ({ kind: KIND_BY_NAME[id.kind]!, md5: id.md5, ...(fixture.rawIds ? { raw: id.raw } : {}) })),
+    platformExperimentIds: [],
+    isPing: false,
+    isTest: false,
+    secondRequest: false,
+    ads: [],
+    ...fixture.request,
+  };
+}
+
+export function withoutVolatileFields(reply: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(reply).filter(([key]) => !VOLATILE_REPLY_FIELDS.includes(key)));
 }

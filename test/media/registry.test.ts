@@ -22,6 +22,12 @@ describe('the media registry', () => {
     expect(rows).toEqual(MEDIA_MODULES.map((m) => `| media | \`POST ${m.path}\` | ${m.summary} |`));
   });
 
+  test("the README's rta examples reach every media (tencent is the default), and name no other", () => {
+    const named = [...readme.matchAll(/rta send --media ([a-z0-9-]+)/g)].map((m) => m[1]!);
+    expect(new Set(named)).toEqual(new Set(MEDIA_NAMES.filter((name) => name !== 'tencent')));
+    expect(readme).toMatch(/\| `rta send --os ios --idfa /);
+  });
+
   test("the README's rules table states each module's rules", () => {
     const section = readme.slice(readme.indexOf('## Media modules'), readme.indexOf('## Tuning strategies'));
     const rows = section.split('\n').filter((line) => /^\| `[a-z0-9-]+` \|/.test(line));
