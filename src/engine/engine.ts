@@ -274,7 +274,7 @@ export class Engine {
     if (this.parts.config.fallback === 'neutral') {
       decision = this.finish(request, book.neutral(request, request.mask, request.deviceKey, 0), false);
     } else {
-      decision = this.reject(request.context.media, DecisionCode.DEADLINE_FALLBACK);
+      decision = this.reject(request.context.media, DecisionCode.DEADLINE_FALLBACK, undefined, book);
     }
     decision.reason = reason;
     decision.cacheTtlSeconds = this.cacheSeconds(request.context.media, book.cacheTtlSeconds.fallback);
@@ -350,19 +350,20 @@ export class Engine {
     return cacheSecondsUnder(this.parts.media[media], seconds);
   }
 
-  private reject(media: string, code: DecisionCode, reason = REASON_BY_CODE[code]!): Decision {
+  /** `book`: the one the request started with, where it got that far; the current one otherwise. */
+  private reject(media: string, code: DecisionCode, reason = REASON_BY_CODE[code]!, book = this.parts.book): Decision {
     return {
       code,
       reason,
       strategies: [],
       adResults: [],
-      cacheTtlSeconds: this.cacheSeconds(media, this.parts.book.cacheTtlSeconds.reject),
+      cacheTtlSeconds: this.cacheSeconds(media, book.cacheTtlSeconds.reject),
       experimentTag: 0,
       experimentTagName: '',
       processingTimeUs: 0,
       modelVersion: '',
-      bookVersion: this.parts.book.version,
-      mediaStrategyIds: this.parts.book.strategyIdsOn(media),
+      bookVersion: book.version,
+      mediaStrategyIds: book.strategyIdsOn(media),
       facts: null,
     };
   }

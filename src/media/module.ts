@@ -27,6 +27,8 @@ export interface MediaModule {
     readonly secondRequest: boolean;
     /** The request names the strategies it asks about (Ocean's rta_ids); otherwise every strategy is asked. */
     readonly askedStrategies: boolean;
+    /** A decline names each strategy (SP's no votes, Ocean's not interested) rather than giving one code for all. */
+    readonly declinesByStrategy: boolean;
   };
   /**
    * Its requests may carry raw device ids (Ocean's OAID and IDFA): hashed by the adapter, and the request bytes are

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { DecisionSink } from '../engine/engine.js';
 import { InputError } from '../engine/errors.js';
-import { DeviceIdKind, type BidContext, type Decision } from '../engine/types.js';
+import { DecisionCode, DeviceIdKind, type BidContext, type Decision } from '../engine/types.js';
 import { mediaModule } from '../media/registry.js';
 import { explainDecision, type Explanation } from '../observe/explain.js';
 import { hashRawDeviceId } from '../store/device-key.js';
@@ -42,6 +42,11 @@ export function explainRequest(runtime: Runtime, media: string, body: Uint8Array
     const sink: DecisionSink = {
       deliver(decided: BidContext, decision: Decision) {
         try {
+          // What the route sends: a media that declines with 204 gets no body at all.
+          if (served.rules.declineStatus === 204 && decision.code !== DecisionCode.TAKE) {
+            resolve(explainDecision(decided, decision, { status: 204 }, runtime.profile));
+            return;
+          }
           const reply = adapter.encode(decided, decision);
           const bytes = typeof reply.body === 'string' ? new TextEncoder().encode(reply.body) : reply.body;
           resolve(explainDecision(decided, decision, module.client.decodeReply(bytes, reply.contentType), runtime.profile));

@@ -244,7 +244,8 @@ class MediaRequest implements DecisionSink {
     decision.processingTimeUs = Math.round((performance.now() - this.receivedAt) * 1000);
     let reply: EncodedReply;
     try {
-      reply = this.shared.declinesWithoutBody && decision.code !== DecisionCode.TAKE && !context.isPing ? NO_CONTENT : adapter.encode(context, decision);
+      // A ping's answer is code 0: never a decline.
+      reply = this.shared.declinesWithoutBody && decision.code !== DecisionCode.TAKE ? NO_CONTENT : adapter.encode(context, decision);
     } catch (error) {
       this.crashed('encode', error);
       return;

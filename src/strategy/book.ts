@@ -232,6 +232,8 @@ export class StrategyBook {
   /** Whether any strategy has a schedule: only then does screen read the clock. */
   private readonly scheduled: boolean;
   private readonly idsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /** The other way round: per media, a strategy's id there -> ours (second requests name the id we sent). */
+  private readonly ourIdsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
 
   /**
    * `version`: the book's version id, the content hash of its JSON (see versions.ts). `clock`: milliseconds since
@@ -315,6 +317,8 @@ export class StrategyBook {
         templateFactors: new Map(Object.entries(s.secondRequest.templateFactors).map(([k, v]) => [Number(k), v])),
       };
     });
+    this.idsOnMedia = idsOnEachMedia(this.bidStrategies, problems);
+    this.ourIdsOnMedia = new Map([...this.idsOnMedia].map(([media, ids]) => [media, new Map([...ids].map(([ours, theirs]) => [theirs, ours]))]));
     problems.push(...experimentProblems);
     if (problems.length > 0) throw invalidFile(file.source, problems);
     this.warnings = [
@@ -322,12 +326,6 @@ export class StrategyBook {
       ...mediaWarnings.filter((w) => usedMedia.has(w.media)).map((w) => w.text),
     ];
     this.bidStrategyIds = this.bidStrategies.map((s) => s.id);
-    this.idsOnMedia = new Map(
-      MEDIA_MODULES.map(({ name }) => [
-        name,
-        new Map(this.bidStrategies.filter((s) => !s.shadow && (s.media === null || s.media.has(name))).map((s) => [s.id, s.mediaIds.get(name) ?? s.id])),
-      ]),
-    );
     this.candidateIndex = indexCandidates(bidSources.map(({ s }) => deviceRequirements(splitByStage(s.when).beforeScoring, scope)));
     const count = this.bidStrategies.length;
     this.scratch = { valueFen: new Float64Array(count), rawCoefficient: new Float64Array(count), coefficient: new Float64Array(count), creativeRule: new Int16Array(count), creativeId: new Float64Array(count), arm: new Array<CompiledArm | null>(count).fill(null), bid: this.bidStrategies.map((s) => s.bid) };
@@ -361,10 +359,13 @@ export class StrategyBook {
    */
   applyMediaRules(outcome: StrategyOutcome, rules: MediaRules): void {
     for (const s of outcome.strategies) {
+      const i = this.indexOf.get(s.strategyId)!;
       if (Number.isFinite(s.coefficient)) s.coefficient = coefficientFor(rules, s.coefficient);
-      s.cpcPriceFen = cpcPriceFor(rules, s.cpcPriceFen);
-      const i = this.indexOf.get(s.strategyId);
-      if (i !== undefined) this.scratch.coefficient[i] = s.coefficient;
+      // Prices scale with the coefficient actually sent; a price is set only where the strategy's bid sets one.
+      const bid = this.scratch.bid[i]!;
+      if (s.cpaPriceFen > 0) s.cpaPriceFen = Math.round(bid.cpaBidFen * s.coefficient);
+      if (s.cpcPriceFen > 0) s.cpcPriceFen = cpcPriceFor(rules, Math.round(bid.cpcBidFen * s.coefficient));
+      this.scratch.coefficient[i] = s.coefficient;
     }
     for (const ad of outcome.adResults)
       for (const c of ad.creatives) if (Number.isFinite(c.raiseFactor)) c.raiseFactor = coefficientFor(rules, c.raiseFactor);
@@ -509,14 +510,15 @@ export class StrategyBook {
         coefficient,
         creativeId: strategy.creatives[rule]!.id,
         cpaPriceFen: bid.cpaBidFen > 0 ? Math.round(bid.cpaBidFen * coefficient) : 0,
-        cpcPriceFen: bid.cpcBidFen > 0 ? Math.max(10, Math.round(bid.cpcBidFen * coefficient)) : 0,
+        // The media's floor is its rules' (applyMediaRules); below it the platform would ignore the price.
+        cpcPriceFen: bid.cpcBidFen > 0 ? Math.round(bid.cpcBidFen * coefficient) : 0,
         experimentTag: arm ? arm.tag : 0,
         experimentTagName: arm ? arm.name : '',
         pcvr: pApply * approved,
       });
     }
     if (decisions.length > this.maxStrategiesPerReply) this.cap(decisions, mask);
-    const adResults = candidateAds.length > 0 && decisions.length > 0 ? this.adjustCandidateAds(candidateAds, decisions) : [];
+    const adResults = candidateAds.length > 0 && decisions.length > 0 ? this.adjustCandidateAds(view.media, candidateAds, decisions) : [];
     return outcome(null, decisions, adResults);
   }
 
@@ -580,13 +582,15 @@ export class StrategyBook {
     return arms;
   }
 
-  private adjustCandidateAds(ads: readonly CandidateAd[], decisions: StrategyDecision[]): AdAdjustment[] {
+  private adjustCandidateAds(media: string, ads: readonly CandidateAd[], decisions: StrategyDecision[]): AdAdjustment[] {
     let best = decisions[0]!;
     for (const d of decisions) if (d.coefficient > best.coefficient) best = d;
+    const ourIds = this.ourIdsOnMedia.get(media);
     return ads.map((ad) => {
       // An ad bound to a strategy id we do not know is not ours to price; an unbound ad gets our best strategy.
-      const decision = ad.outTargetId === '' ? best : decisions.find((d) => d.strategyId === ad.outTargetId);
-      const strategy = ad.outTargetId === '' ? this.byId.get(best.strategyId) : this.byId.get(ad.outTargetId);
+      const id = ourIds?.get(ad.outTargetId) ?? ad.outTargetId;
+      const decision = id === '' ? best : decisions.find((d) => d.strategyId === id);
+      const strategy = id === '' ? this.byId.get(best.strategyId) : this.byId.get(id);
       if (!strategy) return { adGroupId: ad.adGroupId, ignore: true, creatives: [] };
       return {
         adGroupId: ad.adGroupId,
@@ -669,6 +673,26 @@ function clamp(value: number, min: number, max: number): number {
 }
 
 const NO_STRATEGIES: ReadonlyMap<string, string> = new Map();
+
+/** Per media, the bidding strategies that serve it, our id -> its id there; two strategies sharing an id there is a problem. */
+function idsOnEachMedia(strategies: readonly CompiledBidStrategy[], problems: string[]): Map<string, ReadonlyMap<string, string>> {
+  return new Map(
+    MEDIA_MODULES.map(({ name }) => {
+      const ids = new Map<string, string>();
+      const owner = new Map<string, string>();
+      for (const s of strategies) {
+        if (s.shadow || (s.media !== null && !s.media.has(name))) continue;
+        const id = s.mediaIds.get(name) ?? s.id;
+        const other = owner.get(id);
+        // Our own ids used twice are refused on their own ("used twice"), once.
+        if (other !== undefined && other !== s.id) problems.push(`strategies ${other} and ${s.id}: both would be "${id}" on ${name}; give one of them another mediaIds.${name}`);
+        owner.set(id, s.id);
+        ids.set(s.id, id);
+      }
+      return [name, ids];
+    }),
+  );
+}
 
 /**
  * The media a bidding strategy serves (null: all of them), checking its `media` and `mediaIds` against the registry.

@@ -30,10 +30,12 @@ describe('loadConfig', () => {
   test("each media's rules default to its module's, a section may change one rule and keep the rest, and nonsense is refused by path", () => {
     const defaults = loadConfig({ env: {} }).media;
     for (const module of MEDIA_MODULES) expect(defaults[module.name]).toEqual(module.rules);
-    const changed = loadConfig({ file: configFile({ media: { ocean: { coefficient: { max: 8 }, declineStatus: 204 } } }), env: {} }).media;
-    expect(changed.ocean).toEqual({ ...mediaModule('ocean').rules, coefficient: { ...mediaModule('ocean').rules.coefficient, max: 8 }, declineStatus: 204 });
+    const changed = loadConfig({ file: configFile({ media: { ocean: { coefficient: { max: 3 }, declineStatus: 204 } } }), env: {} }).media;
+    expect(changed.ocean).toEqual({ ...mediaModule('ocean').rules, coefficient: { ...mediaModule('ocean').rules.coefficient, max: 3 }, declineStatus: 204 });
     expect(changed.tencent).toEqual(mediaModule('tencent').rules);
-    expect(configError({ file: configFile({ media: { tencent: { coefficient: { min: 2, max: 1 } } } }), env: {} })).toContain('media.tencent.coefficient: min must not be above max');
+    expect(configError({ file: configFile({ media: { tencent: { coefficient: { min: 2, max: 1 } } } }), env: {} })).toContain('media.tencent.coefficient: no coefficient with that many decimals lies between min and max');
+    expect(configError({ file: configFile({ media: { tencent: { coefficient: { min: 1.01, max: 1.09, decimals: 1 } } } }), env: {} })).toContain('media.tencent.coefficient: no coefficient');
+    expect(configError({ file: configFile({ media: { tencent: { coefficient: { max: 8 } } } }), env: {} })).toContain('media.tencent.coefficient.max');
     expect(configError({ file: configFile({ media: { tencent: { declineStatus: 500 } } }), env: {} })).toContain('media.tencent.declineStatus');
     expect(configError({ file: configFile({ media: { toutiao: {} } }), env: {} })).toContain('toutiao');
   });

@@ -15,6 +15,12 @@ describe("a media's rules", () => {
     expect(coefficientFor(TENCENT_LIKE, coefficient)).toBe(sent);
   });
 
+  test('rounding never leaves the range: its bounds are rounded inward to the decimals', () => {
+    const coarse = { ...TENCENT_LIKE, coefficient: { min: 0.2, max: 4.999, decimals: 0 } };
+    expect([coefficientFor(coarse, 0.3), coefficientFor(coarse, 0.1), coefficientFor(coarse, 4.9), coefficientFor(coarse, 2.5)]).toEqual([1, 1, 4, 3]);
+    expect(coefficientFor({ ...TENCENT_LIKE, coefficient: { min: 0.2, max: 4.999, decimals: 2 } }, 4.9999)).toBe(4.99);
+  });
+
   test('a coefficient that is no number stays none: the adapters leave it out rather than send a bound', () => {
     expect(coefficientFor(TENCENT_LIKE, Number.NaN)).toBeNaN();
   });

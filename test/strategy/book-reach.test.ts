@@ -55,6 +55,23 @@ describe('ids on a media (mediaIds) and the strategies a request asks about', ()
     expect(taken(book, { ...DEVICE, media: 'ocean', askedStrategyIds: [] })).toEqual([]);
   });
 
+  test('a second request names the id we sent on that media: the ad bound to it is ours to price', () => {
+    const mapped = buildBook({ strategies: [bidStrategy('acq', { targetValueFen: 8250 }, { mediaIds: { native: 'n_acq' } })] });
+    const ads = [{ adGroupId: 1, advertiserId: 0, outTargetId: 'n_acq', creatives: [{ creativeId: 100, templateId: 1 }] }];
+    const onNative = screenAndDecide(mapped, { ...DEVICE, media: 'native' }, { ads }).outcome!.adResults;
+    expect(onNative).toEqual([{ adGroupId: 1, ignore: false, creatives: [{ creativeId: 100, raiseFactor: expect.any(Number) }] }]);
+    expect(onNative[0]!.creatives[0]!.raiseFactor).toBeGreaterThan(0.2);
+    // On Tencent the strategy is registered as "acq": "n_acq" names nothing of ours there.
+    expect(screenAndDecide(mapped, { ...DEVICE, media: 'tencent' }, { ads }).outcome!.adResults).toEqual([{ adGroupId: 1, ignore: true, creatives: [] }]);
+  });
+
+  test('two strategies may not share an id on a media', () => {
+    const clash = { strategies: [bidStrategy('acq', { targetValueFen: 1 }, { mediaIds: { ocean: '7001' } }), bidStrategy('react', { targetValueFen: 1 }, { mediaIds: { ocean: '7001' } })] };
+    expect(onlyProblem(clash)).toBe('strategies acq and react: both would be "7001" on ocean; give one of them another mediaIds.ocean');
+    const ownId = { strategies: [bidStrategy('acq', { targetValueFen: 1 }), bidStrategy('react', { targetValueFen: 1 }, { mediaIds: { tencent: 'acq' } })] };
+    expect(onlyProblem(ownId)).toMatch(/^strategies acq and react: both would be "acq" on tencent/);
+  });
+
   test('a strategy whose id cannot be an Ocean RTA id does not bid there: a warning when the book uses Ocean, a problem when it names Ocean', () => {
     expect(book.warnings).toEqual([]);
     const mixed = buildBook({ strategies: [bidStrategy('acq', { targetValueFen: 8250 }, { mediaIds: { ocean: '7001' } }), bidStrategy('react', { targetValueFen: 8250 })] });

@@ -89,14 +89,24 @@ describe('expected value and coefficient', () => {
     expect(assumed?.pcvr).toBe(0.5);
   });
 
-  test('CPA and CPC prices are scaled by the coefficient; CPC never goes below the 10 fen floor', () => {
+  test('CPA and CPC prices are scaled by the coefficient (the CPC floor is the media rules\', below)', () => {
     const doubled = decisionWith({ targetValueFen: VALUE_FEN / 2, cpaBidFen: 1000, cpcBidFen: 120 });
     expect(doubled).toMatchObject({ coefficient: 2, cpaPriceFen: 2000, cpcPriceFen: 240 });
     const root2 = decisionWith({ targetValueFen: VALUE_FEN / 2, exponent: 0.5, cpaBidFen: 1000, cpcBidFen: 120 });
     expect(root2).toMatchObject({ coefficient: 1.414, cpaPriceFen: 1414, cpcPriceFen: 170 });
     const quarter = decisionWith({ targetValueFen: VALUE_FEN * 4, cpaBidFen: 1000, cpcBidFen: 30 });
-    expect(quarter).toMatchObject({ coefficient: 0.25, cpaPriceFen: 250, cpcPriceFen: 10 });
+    expect(quarter).toMatchObject({ coefficient: 0.25, cpaPriceFen: 250, cpcPriceFen: 8 });
     expect(decisionWith({ targetValueFen: VALUE_FEN })).toMatchObject({ cpaPriceFen: 0, cpcPriceFen: 0 });
+  });
+
+  test("a media's rules: the coefficient sent, prices scaled by it, the CPC floor, and the scratch the log reads", () => {
+    const book = buildBook({ strategies: [bidStrategy('s', { targetValueFen: VALUE_FEN * 4, lossGivenDefaultFen: 16000, cpaBidFen: 1000, cpcBidFen: 30 })] });
+    const { outcome } = screenAndDecide(book, { scores: SCORES });
+    expect(outcome!.strategies[0]).toMatchObject({ coefficient: 0.25, cpaPriceFen: 250, cpcPriceFen: 8 });
+    book.applyMediaRules(outcome!, { coefficient: { min: 0.2, max: 1.2, decimals: 1 }, cpcFloorFen: 10, cacheSeconds: { min: 0, max: 1 }, declineStatus: 200 });
+    // 0.25 to one decimal is 0.3; the prices follow it (300 and 9 fen), and 9 fen is under the floor.
+    expect(outcome!.strategies[0]).toMatchObject({ coefficient: 0.3, cpaPriceFen: 300, cpcPriceFen: 10 });
+    expect(book.scratch.coefficient[0]).toBe(0.3);
   });
 
   test('strategy and value models are found by name, not by position', () => {

@@ -12,6 +12,6 @@ export const native: MediaModule = {
   rules: { coefficient: { min: 0.2, max: 5, decimals: 3 }, cpcFloorFen: 10, cacheSeconds: { min: 0, max: 604_800 }, declineStatus: 200 },
   proto: { file: new URL('../../../proto/rta/v1/native.proto', import.meta.url), request: 'rta.v1.NativeRequest', response: 'rta.v1.NativeResponse' },
   fixtures: new URL('./fixtures/', import.meta.url),
-  speaks: { ping: true, test: true, secondRequest: true, askedStrategies: false },
+  speaks: { ping: true, test: true, secondRequest: true, askedStrategies: false, declinesByStrategy: false },
   carriesRawIds: false,
 };

@@ -69,6 +69,8 @@ interface DeviceMessage {
   caid1: string;
   caid2: string;
   device_os_type: number;
+  caid1_version: string;
+  caid2_version: string;
   caid: string;
 }
 
@@ -91,10 +93,11 @@ export const oceanAdapter: MediaAdapter = {
       ids.raw(DeviceIdKind.OAID_MD5, device.oaid);
       ids.hashed(DeviceIdKind.IMEI_MD5, device.imei_md5);
       ids.raw(DeviceIdKind.IDFA_MD5, device.idfa);
-      // Newest CAID version first: 2024's, then caid2 (version 32), then caid1 (31).
+      // Newest CAID version first: 2024's, then caid1 and caid2 by their versions (dates, so they sort as text).
       ids.raw(DeviceIdKind.CAID_MD5, device.caid);
-      ids.raw(DeviceIdKind.CAID_MD5, device.caid2);
-      ids.raw(DeviceIdKind.CAID_MD5, device.caid1);
+      const caid2First = device.caid2_version > device.caid1_version;
+      ids.raw(DeviceIdKind.CAID_MD5, caid2First ? device.caid2 : device.caid1);
+      ids.raw(DeviceIdKind.CAID_MD5, caid2First ? device.caid1 : device.caid2);
       ids.hashed(DeviceIdKind.ANDROID_ID_MD5, device.android_id_md5);
     }
     if (request.did !== '') {
@@ -115,7 +118,8 @@ export const oceanAdapter: MediaAdapter = {
       platformExperimentIds: request.vids.slice(),
       secondRequest: false,
       candidateAds: [],
-      askedStrategyIds: request.rta_ids.map(String),
+      // An id asked twice is answered once.
+      askedStrategyIds: [...new Set(request.rta_ids.map(String))],
       wantsJson: false,
     };
   },

@@ -27,7 +27,7 @@ const MD5_DID_TYPE: Partial<Record<DeviceIdKind, string>> = {
 
 interface UserInfoReply {
   is_interested?: boolean;
-  rta_id: number;
+  rta_id: string;
   user_scores?: Array<{ user_type?: string; quality?: number; pricing_type?: string }>;
 }
 
@@ -59,7 +59,7 @@ export const oceanClient: MediaClient = {
   },
 
   readAnswer(body: Uint8Array) {
-    const reply = Rsp.toObject(Rsp.decode(body), { longs: Number, enums: String }) as {
+    const reply = Rsp.toObject(Rsp.decode(body), { longs: String, enums: String }) as {
       status_code?: number;
       req_id?: string;
       cache_time_secs?: number;

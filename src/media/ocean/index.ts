@@ -12,7 +12,7 @@ export const ocean: MediaModule = {
   rules: { coefficient: { min: 0.2, max: 5, decimals: 2 }, cpcFloorFen: 10, cacheSeconds: { min: 0, max: 604_800 }, declineStatus: 200 },
   proto: { file: new URL('../../../proto/ocean/rta.proto', import.meta.url), request: 'ocean.rta.Req', response: 'ocean.rta.Rsp' },
   fixtures: new URL('./fixtures/', import.meta.url),
-  speaks: { ping: false, test: false, secondRequest: false, askedStrategies: true },
+  speaks: { ping: false, test: false, secondRequest: false, askedStrategies: true, declinesByStrategy: true },
   carriesRawIds: true,
   strategyIdPattern: /^[1-9][0-9]{0,17}$/,
 };

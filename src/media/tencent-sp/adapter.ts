@@ -80,7 +80,7 @@ export const tencentSpAdapter: MediaAdapter = {
       refusedDeviceIds += take(deviceIds, DeviceIdKind.ANDROID_ID_MD5, device.androidid_md5);
       refusedDeviceIds += take(deviceIds, DeviceIdKind.MAC_MD5, device.mac_md5);
       // Versions are dates ("20230330"): as text they sort as dates, newest first.
-      const caids = device.caid.length > 1 ? [...device.caid].sort((a, b) => (a.origin_version < b.origin_version ? 1 : -1)) : device.caid;
+      const caids = device.caid.length > 1 ? [...device.caid].sort((a, b) => (a.origin_version < b.origin_version ? 1 : a.origin_version > b.origin_version ? -1 : 0)) : device.caid;
       for (const caid of caids) refusedDeviceIds += take(deviceIds, DeviceIdKind.CAID_MD5, caid.caid_md5);
       refusedDeviceIds += takeCachedId(deviceIds, device);
     }
@@ -120,14 +120,13 @@ function take(ids: DeviceId[], kind: DeviceIdKind, hex: string): number {
   return addDeviceId(ids, kind, hex) ? 0 : 1;
 }
 
-/** did_md5 usually repeats one of the device's ids; only an id not sent otherwise is added. */
+/** did_md5 usually repeats one of the device's ids, already taken or refused: only another id is added. */
 function takeCachedId(ids: DeviceId[], device: DeviceMessage): number {
-  if (device.did_md5 === '') return 0;
+  const did = device.did_md5;
+  if (did === '' || did === device.oaid_md5 || did === device.imei_md5 || did === device.idfa_md5 || did === device.androidid_md5 || did === device.mac_md5) return 0;
+  for (const caid of device.caid) if (did === caid.caid_md5) return 0;
   const kind = KIND_BY_DID_TYPE.get(device.did_type);
-  if (kind === undefined) return 1;
-  const hex = device.did_md5.toLowerCase();
-  const sent = [device.oaid_md5, device.imei_md5, device.idfa_md5, device.androidid_md5, device.mac_md5, ...device.caid.map((c) => c.caid_md5)];
-  return sent.some((id) => id.toLowerCase() === hex) ? 0 : take(ids, kind, device.did_md5);
+  return kind === undefined ? 1 : take(ids, kind, did);
 }
 
 function toOs(os: number): Os {

@@ -12,6 +12,6 @@ export const tencentSp: MediaModule = {
   rules: { coefficient: { min: 0.2, max: 5, decimals: 2 }, cpcFloorFen: 10, cacheSeconds: { min: 0, max: 604_800 }, declineStatus: 200 },
   proto: { file: new URL('../../../proto/tencent/rtasp.proto', import.meta.url), request: 'tencent.ad.rtasp.RTASPRequest', response: 'tencent.ad.rtasp.RTASPResponse' },
   fixtures: new URL('./fixtures/', import.meta.url),
-  speaks: { ping: false, test: false, secondRequest: false, askedStrategies: false },
+  speaks: { ping: false, test: false, secondRequest: false, askedStrategies: false, declinesByStrategy: true },
   carriesRawIds: false,
 };

@@ -12,6 +12,6 @@ export const tencent: MediaModule = {
   rules: { coefficient: { min: 0.2, max: 5, decimals: 2 }, cpcFloorFen: 10, cacheSeconds: { min: 3600, max: 604_800 }, declineStatus: 200 },
   proto: { file: new URL('../../../proto/tencent/rta.proto', import.meta.url), request: 'tencent.ad.rta.RtaRequest', response: 'tencent.ad.rta.RtaResponse' },
   fixtures: new URL('./fixtures/', import.meta.url),
-  speaks: { ping: true, test: true, secondRequest: true, askedStrategies: false },
+  speaks: { ping: true, test: true, secondRequest: true, askedStrategies: false, declinesByStrategy: false },
   carriesRawIds: false,
 };
