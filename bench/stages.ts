@@ -100,7 +100,7 @@ const stages = {
 for (const [i, v] of views.entries()) {
   book.screen(v, mask);
   const outcome = book.decide(v, mask, contexts[i]!.deviceIds[0]!.key, 0, []);
-  decisions.push({ code: outcome.strategies.length ? 0 : 1, reason: '', strategies: outcome.strategies, adResults: [], cacheTtlSeconds: 3600, experimentTag: outcome.experimentTag, experimentTagName: outcome.experimentTagName, processingTimeUs: 120, modelVersion: '', bookVersion: book.version, facts: null });
+  decisions.push({ code: outcome.strategies.length ? 0 : 1, reason: '', strategies: outcome.strategies, adResults: [], cacheTtlSeconds: 3600, experimentTag: outcome.experimentTag, experimentTagName: outcome.experimentTagName, processingTimeUs: 120, modelVersion: '', bookVersion: book.version, mediaStrategyIds: book.strategyIdsOn('tencent'), facts: null });
 }
 const encode = measure('encode', () => {
   for (const [i, c] of contexts.entries()) sink += (tencentAdapter.encode(c, decisions[i]!).body as Uint8Array).length;

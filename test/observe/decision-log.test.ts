@@ -61,6 +61,8 @@ const decision: Decision = {
   experimentTagName: '',
   processingTimeUs: 12,
   modelVersion: '',
+  bookVersion: '',
+  mediaStrategyIds: new Map(),
   facts: null,
 };
 

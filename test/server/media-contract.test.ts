@@ -11,7 +11,7 @@ import { idOnMedia } from '../../src/strategy/book.js';
 import type { MediaAnswer, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { hashRawDeviceId } from '../../src/store/device-key.js';
-import { loadPersonas, loadStrategyFile, metricSum, post, requestFor, scrape, type PersonaDevice } from '../support/rta-client.js';
+import { loadPersonas, loadStrategyFile, metricSum, post, requestFor, scrape } from '../support/rta-client.js';
 
 /**
  * The contract every media module keeps, run against each registered module through one real engine process:
@@ -200,8 +200,8 @@ for (const module of MEDIA_MODULES) {
 
     test.runIf(module.carriesRawIds)('raw ids are hashed on arrival and never kept: not in the decision log, not even its raw sample', async () => {
       const raw = `raw-oaid-${process.pid}-${module.name}`;
-      const ids = [{ kind: DeviceIdKind.OAID_MD5, md5: hashRawDeviceId(DeviceIdKind.OAID_MD5, raw), raw }] as PersonaDevice['ids'];
-      const request = requestFor({ os: 'android', ids }, { requestId: `raw-ids-${module.name}-${process.pid}` });
+      const ids = [{ kind: DeviceIdKind.OAID_MD5, md5: hashRawDeviceId(DeviceIdKind.OAID_MD5, raw), raw }];
+      const request = requestFor(null, { requestId: `raw-ids-${module.name}-${process.pid}`, os: 'android', ids });
       expect((await ask(request)).status).toBe(rules().declineStatus);
       const logged = await logBytesOnce(request.requestId);
       expect(logged.includes(raw)).toBe(false);
