@@ -4,10 +4,13 @@ import { protobufBody, toTree } from '../../fuzz/protobuf-mutator.js';
 import { inputRandom } from '../../fuzz/random.js';
 import { Malformed, parseMessage } from '../../fuzz/reference.js';
 import { InputError } from '../../src/engine/errors.js';
-import type { Decision } from '../../src/engine/types.js';
+import { loadConfig } from '../../src/config.js';
+import type { DecisionSink } from '../../src/engine/engine.js';
+import type { BidContext, Decision } from '../../src/engine/types.js';
 import { loadProto } from '../../src/media/protobuf.js';
 import { mediaModule } from '../../src/media/registry.js';
 import { isDecodeFixture, loadFixtures } from './fixture-support.js';
+import { offlineEngine } from '../../src/tools/dry-run.js';
 import { loadPersonas, PERSONA_NAMES, requestFor } from '../support/rta-client.js';
 
 /**
@@ -15,26 +18,26 @@ import { loadPersonas, PERSONA_NAMES, requestFor } from '../support/rta-client.j
  * aware mutations of each module's fixtures and of persona requests. The fuzzer's own reference reader (built
  * from the .proto alone, not from src/media/wire-check.ts) says whether each input is well-formed protobuf; the
  * adapter must agree: decode it, or refuse it as malformed_protobuf, never throw anything else. Every decoded
- * request must then encode, and its reply must read back with the request id.
+ * request is then decided by an engine in process (the demo book, models and devices) and encoded, and its reply
+ * must read back with the request id, naming only the book's strategies on that media (for Ocean only those asked,
+ * each once; for SP every one, yes or no), each coefficient within the media's rules.
  */
 
 const INPUTS = 3000;
 const corpus = loadCorpus();
 const personas = loadPersonas();
-const take: Decision = {
-  code: 0,
-  reason: 'take',
-  strategies: [{ strategyId: 'acq_prime_new', coefficient: 1.2, creativeId: 7, cpaPriceFen: 0, cpcPriceFen: 0, experimentTag: 0, experimentTagName: '', pcvr: 0.1 }],
-  adResults: [],
-  cacheTtlSeconds: 3600,
-  experimentTag: 0,
-  experimentTagName: '',
-  processingTimeUs: 100,
-  modelVersion: '',
-  bookVersion: '',
-  mediaStrategyIds: new Map([['acq_prime_new', '7001'], ['react_dormant', '7002']]),
-  facts: null,
-};
+const config = loadConfig({ env: {} });
+const { engine } = offlineEngine(config, config.strategies);
+
+function decide(context: BidContext): Decision {
+  let decided: Decision | null = null;
+  const sink: DecisionSink = {
+    deliver: (_context, decision) => (decided = decision),
+    fail: (_context, stage) => expect.fail(`${stage} failed and so did the fallback`),
+  };
+  engine.handle(context, sink, performance.now());
+  return decided!;
+}
 
 for (const name of ['tencent-sp', 'ocean']) {
   const module = mediaModule(name);
@@ -46,7 +49,7 @@ for (const name of ['tencent-sp', 'ocean']) {
       ...PERSONA_NAMES.map((persona) => module.client.encodeRequest(requestFor(personas[persona][0]!, { askedStrategyIds: ['7001', '7002'] })).body),
     ];
     const trees = seeds.map((seed) => toTree(type, seed));
-    const outcomes = { decoded: 0, refused: 0, withIds: 0 };
+    const outcomes = { decoded: 0, refused: 0, withIds: 0, taken: 0 };
     for (let i = 0; i < INPUTS; i++) {
       const { body } = protobufBody(inputRandom(11, i), type, seeds, trees, corpus, []);
       let wellFormed = true;
@@ -69,12 +72,26 @@ for (const name of ['tencent-sp', 'ocean']) {
       expect(wellFormed, `input ${i} decoded, the reference refuses it: ${Buffer.from(body).toString('hex')}`).toBe(true);
       outcomes.decoded++;
       if (context.deviceIds.length > 0) outcomes.withIds++;
-      const reply = module.adapter.encode(context, take);
-      expect(module.client.readAnswer(reply.body as Uint8Array, reply.contentType).requestId ?? '').toBe(context.requestId);
+      const decision = decide(context);
+      if (decision.code === 0) outcomes.taken++;
+      const reply = module.adapter.encode(context, decision);
+      const answer = module.client.readAnswer(reply.body as Uint8Array, reply.contentType);
+      expect(answer.requestId ?? '').toBe(context.requestId);
+      const onMedia = [...decision.mediaStrategyIds.values()];
+      const named = [...answer.strategies.map((a) => a.id), ...answer.declined];
+      expect(new Set(named).size, `input ${i}: a strategy named twice`).toBe(named.length);
+      if (module.speaks.askedStrategies) expect(named.sort()).toEqual([...context.askedStrategyIds!].sort());
+      else expect(named.sort()).toEqual(onMedia.sort());
+      for (const { id, coefficient } of answer.strategies) {
+        expect(onMedia).toContain(id);
+        expect(coefficient).toBeGreaterThanOrEqual(module.rules.coefficient.min - 1e-6);
+        expect(coefficient).toBeLessThanOrEqual(module.rules.coefficient.max + 1e-6);
+      }
     }
-    // Not vacuous: both outcomes, and decoded requests that carry usable ids.
+    // Not vacuous: both outcomes, decoded requests that carry usable ids, and devices taken.
     expect(outcomes.decoded).toBeGreaterThan(INPUTS / 10);
     expect(outcomes.refused).toBeGreaterThan(INPUTS / 10);
     expect(outcomes.withIds).toBeGreaterThan(INPUTS / 20);
+    expect(outcomes.taken).toBeGreaterThan(INPUTS / 50);
   });
 }

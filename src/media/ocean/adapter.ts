@@ -118,8 +118,7 @@ export const oceanAdapter: MediaAdapter = {
       platformExperimentIds: request.vids.slice(),
       secondRequest: false,
       candidateAds: [],
-      // An id asked twice is answered once.
-      askedStrategyIds: [...new Set(request.rta_ids.map(String))],
+      askedStrategyIds: askedIds(request.rta_ids),
       wantsJson: false,
     };
   },
@@ -169,6 +168,18 @@ class DeviceIds {
     // `did` mostly repeats an id of the device block: one lookup per key is enough.
     if (this.list.some((id, i) => i < before && Buffer.compare(id.key, added) === 0)) this.list.pop();
   }
+}
+
+/**
+ * Each id once. 0 and negative ids can be no RTA id of ours (and proto3 could not even echo a 0): not answered.
+ */
+function askedIds(rtaIds: ReqMessage['rta_ids']): string[] {
+  const ids = new Set<string>();
+  for (const id of rtaIds) {
+    const text = String(id);
+    if (text !== '0' && !text.startsWith('-')) ids.add(text);
+  }
+  return [...ids];
 }
 
 function toOs(platform: number, deviceOs: number): Os {

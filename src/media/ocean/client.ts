@@ -27,7 +27,7 @@ const MD5_DID_TYPE: Partial<Record<DeviceIdKind, string>> = {
 
 interface UserInfoReply {
   is_interested?: boolean;
-  rta_id: string;
+  rta_id?: string;
   user_scores?: Array<{ user_type?: string; quality?: number; pricing_type?: string }>;
 }
 
@@ -71,7 +71,7 @@ export const oceanClient: MediaClient = {
     const strategies = infos
       .filter((info) => info.is_interested)
       .map((info) => ({
-        id: String(info.rta_id),
+        id: String(info.rta_id ?? '0'),
         coefficient: score(info, 'PRICE_COEF') ?? null,
         cpcPriceFen: score(info, 'PRICE_BID', 'CPC') ?? 0,
         cpaPriceFen: score(info, 'PRICE_BID', 'OCPC') ?? 0,
@@ -82,7 +82,7 @@ export const oceanClient: MediaClient = {
       code: reply.status_code ?? 0,
       cacheSeconds: reply.cache_time_secs ?? null,
       strategies,
-      declined: infos.filter((info) => !info.is_interested).map((info) => String(info.rta_id)),
+      declined: infos.filter((info) => !info.is_interested).map((info) => String(info.rta_id ?? '0')),
     };
   },
 };
