@@ -44,7 +44,7 @@ export interface ServedMedia {
   rules: MediaRules;
 }
 
-export function servedMedia(config: Config): ServedMedia[] {
+function servedMedia(config: Config): ServedMedia[] {
   return MEDIA_MODULES.map((module) => ({ module, rules: config.media[module.name]! }));
 }
 
