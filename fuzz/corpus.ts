@@ -3,6 +3,8 @@ import type { SimulatedAd, SimulatedRequest } from '../src/media/simulated-reque
 import { PLACEHOLDER_KEYS_HEX } from '../src/store/device-key.js';
 import { isDecodeFixture, loadFixtures } from '../test/media/fixture-support.js';
 import { loadPersonas, loadStrategyFile, native, PERSONA_NAMES, requestFor, tencent, type PersonaDevice, type StrategyFileJson } from '../test/support/rta-client.js';
+import { mediaModule } from '../src/media/registry.js';
+import { idOnMedia } from '../src/strategy/book.js';
 import { PROTOBUF_SPECS } from './reference.js';
 
 /**
@@ -12,6 +14,8 @@ import { PROTOBUF_SPECS } from './reference.js';
  */
 export interface Corpus {
   tencent: Uint8Array[];
+  'tencent-sp': Uint8Array[];
+  ocean: Uint8Array[];
   native: Uint8Array[];
   json: string[];
   /** Device ids that mean something to the engine: demo devices (as sent and upper-cased), placeholders, near misses. */
@@ -23,11 +27,9 @@ export interface Corpus {
 const TEXT = new TextDecoder();
 
 export function loadCorpus(): Corpus {
-  const corpus: Corpus = { tencent: [], native: [], json: [], md5s: [], strings: [] };
-  for (const [name, dir] of [
-    ['tencent', new URL('../src/media/tencent/fixtures/', import.meta.url)],
-    ['native', new URL('../src/media/native/fixtures/', import.meta.url)],
-  ] as const) {
+  const corpus: Corpus = { tencent: [], 'tencent-sp': [], ocean: [], native: [], json: [], md5s: [], strings: [] };
+  for (const name of ['tencent', 'tencent-sp', 'ocean', 'native'] as const) {
+    const dir = mediaModule(name).fixtures;
     for (const { fixture } of loadFixtures(dir)) {
       if (!isDecodeFixture(fixture)) continue;
       if (fixture.contentType?.startsWith('application/json')) {
@@ -40,11 +42,16 @@ export function loadCorpus(): Corpus {
   }
   const book = loadStrategyFile();
   const personas = loadPersonas();
+  // Ocean asks about RTA ids: the book's, and one that is not.
+  const ocean = mediaModule('ocean');
+  const rtaIds = [...book.strategies.flatMap((s) => (s.kind === 'bid' ? (idOnMedia(s, ocean) ?? []) : [])), '424242'];
   let n = 0;
   for (const persona of PERSONA_NAMES) {
     const device = personas[persona][0]!;
     for (const request of personaRequests(device, book.strategies, () => `fuzz-${persona}-${n++}`)) {
       corpus.tencent.push(tencent.encodeRequest(request).body);
+      corpus['tencent-sp'].push(mediaModule('tencent-sp').client.encodeRequest(request).body);
+      corpus.ocean.push(ocean.client.encodeRequest({ ...request, askedStrategyIds: rtaIds }).body);
       corpus.native.push(native.encodeRequest(request).body);
       corpus.json.push(TEXT.decode(native.encodeRequest(request, { json: true }).body));
     }
@@ -54,7 +61,7 @@ export function loadCorpus(): Corpus {
   }
   const someMd5 = corpus.md5s[0]!;
   corpus.md5s.push(...PLACEHOLDER_KEYS_HEX, someMd5.slice(1), `${someMd5}0`, `${someMd5.slice(0, 31)}g`, ' '.repeat(32), '');
-  corpus.strings.push(...corpus.md5s, ...book.strategies.map((s) => s.id), 'not_our_strategy', ...Object.values(DEVICE_ID_KIND_NAMES), 'OS_IOS', 'ADLIST_REQUEST', '\u0000', '雅', '😀');
+  corpus.strings.push(...corpus.md5s, ...book.strategies.map((s) => s.id), 'not_our_strategy', ...Object.values(DEVICE_ID_KIND_NAMES), 'OS_IOS', 'ADLIST_REQUEST', ...rtaIds, '\u0000', '雅', '😀');
   return corpus;
 }
 

@@ -22,11 +22,16 @@ export interface FuzzInput {
 const JSON_TYPES = ['application/json', 'application/json', 'application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON'];
 const PROTOBUF_TYPES = ['application/x-protobuf', 'application/x-protobuf', '', 'application/octet-stream', 'text/plain'];
 
-/** Input i of a run: 38 % Tencent, 30 % native protobuf, 27 % native JSON, 5 % raw random bytes or a body sent to the wrong decoder. */
+/**
+ * Input i of a run: 30 % Tencent, 8 % Tencent SP, 8 % Ocean, 22 % native protobuf, 27 % native JSON, 5 % raw
+ * random bytes or a body sent to the wrong decoder.
+ */
 export class InputSource {
   private readonly corpus: Corpus = loadCorpus();
   private readonly tencentTrees = this.corpus.tencent.map((seed) => toTree(PROTOBUF_SPECS.tencent.request, seed));
   private readonly nativeTrees = this.corpus.native.map((seed) => toTree(PROTOBUF_SPECS.native.request, seed));
+  private readonly spTrees = this.corpus['tencent-sp'].map((seed) => toTree(PROTOBUF_SPECS['tencent-sp'].request, seed));
+  private readonly oceanTrees = this.corpus.ocean.map((seed) => toTree(PROTOBUF_SPECS.ocean.request, seed));
   private readonly jsonTrees = jsonTrees(this.corpus);
 
   constructor(private readonly seed: number) {}
@@ -38,10 +43,18 @@ export class InputSource {
     let path: string;
     let contentType: string;
     let made: { body: Uint8Array; mutation: string };
-    if (roll < 0.38) {
+    if (roll < 0.3) {
       path = tencent.path;
       contentType = chance(r, 0.95) ? 'application/x-protobuf' : pick(r, ['', 'application/json']);
       made = protobufBody(r, PROTOBUF_SPECS.tencent.request, this.corpus.tencent, this.tencentTrees, this.corpus, steps);
+    } else if (roll < 0.38) {
+      path = '/rta/tencent-sp';
+      contentType = pick(r, PROTOBUF_TYPES);
+      made = protobufBody(r, PROTOBUF_SPECS['tencent-sp'].request, this.corpus['tencent-sp'], this.spTrees, this.corpus, steps);
+    } else if (roll < 0.46) {
+      path = '/rta/ocean';
+      contentType = pick(r, PROTOBUF_TYPES);
+      made = protobufBody(r, PROTOBUF_SPECS.ocean.request, this.corpus.ocean, this.oceanTrees, this.corpus, steps);
     } else if (roll < 0.68) {
       path = native.path;
       contentType = pick(r, PROTOBUF_TYPES);
@@ -51,7 +64,7 @@ export class InputSource {
       contentType = pick(r, JSON_TYPES);
       made = jsonBody(r, this.corpus, this.jsonTrees, steps);
     } else if (roll < 0.98) {
-      path = chance(r, 0.5) ? tencent.path : native.path;
+      path = pick(r, [tencent.path, native.path, '/rta/tencent-sp', '/rta/ocean']);
       contentType = path === native.path && chance(r, 0.3) ? 'application/json' : 'application/x-protobuf';
       steps.push('random-bytes');
       made = { body: randomBody(r), mutation: 'random-bytes' };

@@ -1,8 +1,9 @@
 import type { MediaClient } from '../src/media/simulated-request.js';
-import { MEDIA_MODULES } from '../src/media/registry.js';
+import { MEDIA_MODULES, mediaModule } from '../src/media/registry.js';
+import { idOnMedia } from '../src/strategy/book.js';
 import type { RawReply } from '../test/support/raw-http.js';
 import { loadStrategyFile } from '../test/support/rta-client.js';
-import { Malformed, parseMessage, PROTOBUF_SPECS, type Decoder, type Expected } from './reference.js';
+import { Malformed, parseMessage, PROTOBUF_SPECS, type Decoder, type Expected, type ProtobufDecoder } from './reference.js';
 
 /**
  * Holds one reply against the reference's prediction and the invariants every answer keeps (README, "Reading the
@@ -23,7 +24,13 @@ const MAX_CACHE_SECONDS = 604_800;
 const MIN_FACTOR = 0.2 - 1e-6;
 const MAX_FACTOR = 5.0 + 1e-6;
 
-const bidStrategyIds = new Set(loadStrategyFile().strategies.filter((s) => s.kind === 'bid' && s.enabled !== false).map((s) => s.id));
+const bidStrategies = loadStrategyFile().strategies.filter((s) => s.kind === 'bid' && s.enabled !== false);
+const bidStrategyIds = new Set(bidStrategies.map((s) => s.id));
+/** The book's strategies on each media, by their ids there. */
+const idsOn = (media: string) => new Set(bidStrategies.flatMap((s) => idOnMedia(s, mediaModule(media)) ?? []));
+const ID_SETS = { tencent: idsOn('tencent'), 'tencent-sp': idsOn('tencent-sp'), ocean: idsOn('ocean'), native: idsOn('native'), 'native-json': idsOn('native') };
+/** Protocols without a decline code, whose replies vote on (SP) or answer (Ocean) each strategy. */
+const byStrategy = (decoder: Decoder) => decoder === 'tencent-sp' || decoder === 'ocean';
 
 function clientFor(path: string): MediaClient {
   const client = MEDIA_MODULES.find((m) => m.path === path)?.client;
@@ -62,11 +69,14 @@ export function judge(path: string, decoder: Decoder, predicted: Expected[], rep
 /** The fields every media's reply has, read from what its client decodes. */
 interface Answer {
   requestId: string;
+  /** 0 where the protocol has no decline code (SP); Ocean's is its status. */
   code: number;
   reason: string | undefined;
   cacheSeconds: number | undefined;
   strategies: Array<{ id: string; coefficient: number | undefined }>;
   adResults: Array<{ group: string; ignore: boolean; creatives: Array<{ id: string; factor: number | undefined }> }>;
+  /** Strategies named without taking the device (SP's no votes, Ocean's not interested). */
+  declined: string[];
 }
 
 function judgeAnswer(path: string, decoder: Decoder, expected: Extract<Expected, { status: 200 }>, reply: RawReply): Verdict {
@@ -76,7 +86,7 @@ function judgeAnswer(path: string, decoder: Decoder, expected: Extract<Expected,
   if (contentType !== wantedType) problems.push(`reply Content-Type ${contentType}, expected ${wantedType}`);
   let answer: Answer;
   try {
-    answer = readAnswer(decoder, clientFor(path).decodeReply(reply.body, contentType));
+    answer = readAnswer(decoder, clientFor(path), reply.body, contentType);
   } catch (error) {
     return { outcome: '200 undecodable', problems: [...problems, `the media client cannot decode the reply: ${(error as Error).message}`] };
   }
@@ -95,7 +105,20 @@ function judgeAnswer(path: string, decoder: Decoder, expected: Extract<Expected,
   return { outcome, problems };
 }
 
-function readAnswer(decoder: Decoder, reply: Record<string, any>): Answer {
+function readAnswer(decoder: Decoder, client: MediaClient, body: Uint8Array, contentType: string): Answer {
+  if (byStrategy(decoder)) {
+    const answer = client.readAnswer(body, contentType);
+    return {
+      requestId: answer.requestId ?? '',
+      code: answer.code ?? 0,
+      reason: undefined,
+      cacheSeconds: answer.cacheSeconds ?? undefined,
+      strategies: answer.strategies.map((s) => ({ id: s.id, coefficient: s.coefficient ?? undefined })),
+      adResults: [],
+      declined: answer.declined,
+    };
+  }
+  const reply = client.decodeReply(body, contentType) as Record<string, any>;
   if (decoder === 'tencent') {
     const infos: any[] = reply.target_infos ?? [];
     const ids: string[] = reply.out_target_id ?? [];
@@ -111,6 +134,7 @@ function readAnswer(decoder: Decoder, reply: Record<string, any>): Answer {
         ignore: ad.ignore === true,
         creatives: (ad.creative_results ?? []).map((c: any) => ({ id: c.creative_id ?? '0', factor: c.out_raise_factor })),
       })),
+      declined: [],
     };
   }
   const json = decoder === 'native-json';
@@ -126,6 +150,7 @@ function readAnswer(decoder: Decoder, reply: Record<string, any>): Answer {
       ignore: ad.ignore === true,
       creatives: (ad.creatives ?? []).map((c: any) => ({ id: c[name('creative_id', 'creativeId')] ?? '0', factor: c[name('raise_factor', 'raiseFactor')] })),
     })),
+    declined: [],
   };
 }
 
@@ -134,7 +159,8 @@ function echoProblem(decoder: Decoder, requestId: Uint8Array | string, replyBody
   if (typeof requestId === 'string') {
     return answerId === requestId ? null : `request id ${JSON.stringify(requestId.slice(0, 80))} came back as ${JSON.stringify(answerId.slice(0, 80))}`;
   }
-  const spec = PROTOBUF_SPECS[decoder as 'tencent' | 'native'];
+  // Only proto2 ids come as bytes (the reference gives proto3 and JSON ids as text).
+  const spec = PROTOBUF_SPECS[decoder as ProtobufDecoder];
   let replyId: Uint8Array;
   try {
     const value = parseMessage(spec.response, replyBody, spec.syntax)[spec.replyRequestIdField];
@@ -153,13 +179,19 @@ function decisionProblems(decoder: Decoder, answer: Answer, expected: Extract<Ex
   if (code === 6) problems.push('code 6: with the scoring deadline and shedding off only a throw while deciding answers the fallback');
   else if (!(code >= 0 && code < REASON_BY_CODE.length)) problems.push(`code ${code} is not a documented code`);
   else if (answer.reason !== undefined && answer.reason !== REASON_BY_CODE[code]) problems.push(`code ${code} with reason ${answer.reason}`);
-  if (answer.cacheSeconds === undefined || answer.cacheSeconds < MIN_CACHE_SECONDS || answer.cacheSeconds > MAX_CACHE_SECONDS) {
+  // SP has no cache time to send.
+  const noCacheTime = decoder === 'tencent-sp' && answer.cacheSeconds === undefined;
+  if (!noCacheTime && (answer.cacheSeconds === undefined || answer.cacheSeconds < MIN_CACHE_SECONDS || answer.cacheSeconds > MAX_CACHE_SECONDS)) {
     problems.push(`cache time ${answer.cacheSeconds} outside ${MIN_CACHE_SECONDS}..${MAX_CACHE_SECONDS}`);
   }
-  if ((code === 0) !== answer.strategies.length > 0) problems.push(`code ${code} with ${answer.strategies.length} strategies`);
+  if (!byStrategy(decoder) && (code === 0) !== answer.strategies.length > 0) problems.push(`code ${code} with ${answer.strategies.length} strategies`);
+  if (decoder === 'tencent-sp') {
+    const voted = [...answer.strategies.map((s) => s.id), ...answer.declined].sort();
+    if (voted.join(',') !== [...ID_SETS['tencent-sp']].sort().join(',')) problems.push(`SP votes on ${voted.join(', ')}, not on every strategy of the book`);
+  }
   const seen = new Set<string>();
   for (const strategy of answer.strategies) {
-    if (!bidStrategyIds.has(strategy.id)) problems.push(`strategy ${strategy.id} is not a bidding strategy of the book`);
+    if (!ID_SETS[decoder].has(strategy.id)) problems.push(`strategy ${strategy.id} is not a bidding strategy of the book on this media`);
     if (seen.has(strategy.id)) problems.push(`strategy ${strategy.id} answered twice`);
     seen.add(strategy.id);
     if (!inFactorRange(strategy.coefficient)) problems.push(`strategy ${strategy.id}: coefficient ${strategy.coefficient} outside 0.2..5.0`);

@@ -23,12 +23,13 @@ import { loadProto } from '../src/media/protobuf.js';
  * either skip or refuse) the prediction lists every acceptable outcome.
  */
 
-export type Decoder = 'tencent' | 'native' | 'native-json';
+export type Decoder = 'tencent' | 'tencent-sp' | 'ocean' | 'native' | 'native-json';
+export type ProtobufDecoder = Exclude<Decoder, 'native-json'>;
 
 export type Expected =
   | {
       status: 200;
-      /** Raw bytes for protobuf (so the echo can be checked byte for byte), the string for JSON. */
+      /** Raw bytes for proto2 (so the echo can be checked byte for byte), the text for proto3 and JSON. */
       requestId: Uint8Array | string;
       ping: boolean;
       /** Tencent: request_info.request_type is ADLIST_REQUEST; native: second_request. */
@@ -52,7 +53,8 @@ export interface ProtobufSpec {
   /** proto3 requires strings to be UTF-8 and keeps unknown enum numbers; proto2 does neither. */
   readonly syntax: 'proto2' | 'proto3';
   readonly requestIdField: string;
-  readonly pingField: string;
+  /** null: the protocol has no ping. */
+  readonly pingField: string | null;
   secondRequest(request: Message): boolean;
   readonly replyRequestIdField: string;
   /** The candidate ads of a decoded request, with every uint64 id that must fit 2^53. */
@@ -63,7 +65,10 @@ const tencentRoot = loadProto(new URL('../proto/tencent/rta.proto', import.meta.
 const nativeRoot = loadProto(new URL('../proto/rta/v1/native.proto', import.meta.url));
 export const NATIVE_REQUEST = nativeRoot.lookupType('rta.v1.NativeRequest');
 
-export const PROTOBUF_SPECS: Record<'tencent' | 'native', ProtobufSpec> = {
+const tencentSpRoot = loadProto(new URL('../proto/tencent/rtasp.proto', import.meta.url));
+const oceanRoot = loadProto(new URL('../proto/ocean/rta.proto', import.meta.url));
+
+export const PROTOBUF_SPECS: Record<ProtobufDecoder, ProtobufSpec> = {
   tencent: {
     request: tencentRoot.lookupType('tencent.ad.rta.RtaRequest'),
     response: tencentRoot.lookupType('tencent.ad.rta.RtaResponse'),
@@ -77,6 +82,27 @@ export const PROTOBUF_SPECS: Record<'tencent' | 'native', ProtobufSpec> = {
         const creatives = messages(ad.creative_infos).map((creative) => integer(creative.creative_id));
         return { ids: [integer(ad.adgroup_id), ...creatives], ad: candidateAd(ad.adgroup_id, ad.out_target_id, creatives) };
       }),
+  },
+  // Neither has pings, second requests or candidate ads.
+  'tencent-sp': {
+    request: tencentSpRoot.lookupType('tencent.ad.rtasp.RTASPRequest'),
+    response: tencentSpRoot.lookupType('tencent.ad.rtasp.RTASPResponse'),
+    syntax: 'proto3',
+    requestIdField: 'id',
+    pingField: null,
+    secondRequest: () => false,
+    replyRequestIdField: 'id',
+    ads: () => [],
+  },
+  ocean: {
+    request: oceanRoot.lookupType('ocean.rta.Req'),
+    response: oceanRoot.lookupType('ocean.rta.Rsp'),
+    syntax: 'proto3',
+    requestIdField: 'req_id',
+    pingField: null,
+    secondRequest: () => false,
+    replyRequestIdField: 'req_id',
+    ads: () => [],
   },
   native: {
     request: NATIVE_REQUEST,
@@ -105,6 +131,8 @@ function candidateAd(group: Message[string], strategy: Message[string], creative
 /** Which decoder a route uses: the native route speaks JSON when the Content-Type says application/json. */
 export function decoderFor(path: string, contentType: string): Decoder {
   if (path === '/rta/tencent') return 'tencent';
+  if (path === '/rta/tencent-sp') return 'tencent-sp';
+  if (path === '/rta/ocean') return 'ocean';
   return /^application\/json/i.test(contentType) ? 'native-json' : 'native';
 }
 
@@ -142,11 +170,13 @@ function predictProtobuf(spec: ProtobufSpec, body: Uint8Array): Expected {
     if (ids.some((id) => id > MAX_SAFE)) return { status: 400, reason: 'id_out_of_range' };
     ads.push(ad);
   }
-  const requestId = request[spec.requestIdField];
+  const field = request[spec.requestIdField];
+  const requestId = field instanceof Uint8Array ? field : new Uint8Array(0);
   return {
     status: 200,
-    requestId: requestId instanceof Uint8Array ? requestId : new Uint8Array(0),
-    ping: integer(request[spec.pingField]) !== 0n,
+    // proto3 strings were checked to be UTF-8 above.
+    requestId: spec.syntax === 'proto3' ? Buffer.from(requestId).toString('utf8') : requestId,
+    ping: spec.pingField !== null && integer(request[spec.pingField]) !== 0n,
     secondRequest: spec.secondRequest(request),
     ads,
   };

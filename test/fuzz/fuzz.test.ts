@@ -42,14 +42,14 @@ describe('fuzzing the engine', () => {
     expect(await checkEngine(engine, before, stats)).toEqual([]);
   });
 
-  test(`${SAMPLE_INPUTS.toLocaleString('en')} seeded inputs across both protocols and JSON get what the reference says`, async () => {
+  test(`${SAMPLE_INPUTS.toLocaleString('en')} seeded inputs across every protocol and JSON get what the reference says`, async () => {
     const source = new InputSource(SAMPLE_SEED);
     const before = await scrape(engine);
     const stats = await fuzzEngine(engine, SAMPLE_INPUTS, (i) => source.at(i), { connections: 4, timeoutMs: 3000 });
     expect(findingsOf(stats)).toEqual([]);
     expect(await checkEngine(engine, before, stats)).toEqual([]);
     // The sample reaches every decoder and every kind of answer, or passing it would say little.
-    expect([...stats.byDecoder.keys()].sort()).toEqual(['native', 'native-json', 'tencent']);
+    expect([...stats.byDecoder.keys()].sort()).toEqual(['native', 'native-json', 'ocean', 'tencent', 'tencent-sp']);
     for (const outcome of ['200 code 0', '200 code 5', '200 ping', '400 malformed_protobuf', '400 invalid_json', '400 invalid_request', '400 id_out_of_range', '413 body_too_large']) {
       expect(stats.byOutcome.get(outcome) ?? 0, outcome).toBeGreaterThan(0);
     }
@@ -59,6 +59,8 @@ describe('fuzzing the engine', () => {
 describe('the reference judgement', () => {
   const fixtureDirs = [
     ['/rta/tencent', new URL('../../src/media/tencent/fixtures/', import.meta.url)],
+    ['/rta/tencent-sp', new URL('../../src/media/tencent-sp/fixtures/', import.meta.url)],
+    ['/rta/ocean', new URL('../../src/media/ocean/fixtures/', import.meta.url)],
     ['/rta/v1', new URL('../../src/media/native/fixtures/', import.meta.url)],
   ] as const;
 
