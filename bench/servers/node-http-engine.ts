@@ -80,8 +80,9 @@ function refuse(res: ServerResponse, status: number, reason: string, message: st
   res.end(body);
 }
 
+const adapterByPath = new Map(runtime.media.map((m) => [m.module.path, m.module.adapter]));
 const media = createServer({ keepAlive: true, noDelay: true }, (req: IncomingMessage, res: ServerResponse) => {
-  const adapter = runtime.media.find((m) => m.module.path === req.url)?.module.adapter;
+  const adapter = adapterByPath.get(req.url ?? '');
   if (!adapter) return refuse(res, 404, 'not_found', `no route ${req.method} ${req.url}`, false);
   if (req.method !== 'POST') return refuse(res, 405, 'method_not_allowed', `use POST for ${req.url}`, false);
   const declared = Number(req.headers['content-length'] ?? 0);
