@@ -294,7 +294,10 @@ export class Engine {
     const code =
       outcome.exclusion !== null ? CODE_BY_EXCLUSION[outcome.exclusion] : outcome.strategies.length > 0 ? DecisionCode.TAKE : DecisionCode.NO_STRATEGY_WANTS;
     const rules = request.parts.media[request.context.media];
-    if (code === DecisionCode.TAKE && rules !== undefined) book.applyMediaRules(outcome, rules);
+    if (rules !== undefined) {
+      if (code === DecisionCode.TAKE) book.applyMediaRules(outcome, rules);
+      if (decided) book.applyMediaRulesToUnsent(request.mask, rules);
+    }
     if (code === DecisionCode.TAKE && decided && !request.context.isTest) {
       for (const s of outcome.strategies) {
         let slots = this.strategySlots.get(s.strategyId);

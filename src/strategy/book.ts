@@ -232,6 +232,8 @@ export class StrategyBook {
   /** Whether any strategy has a schedule: only then does screen read the clock. */
   private readonly scheduled: boolean;
   private readonly idsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  /** Whether a strategy can want a device and not be sent: a shadow strategy, or a cap on strategies per reply. */
+  private readonly leavesOut: boolean;
   /** The other way round: per media, a strategy's id there -> ours (second requests name the id we sent). */
   private readonly ourIdsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
 
@@ -336,6 +338,7 @@ export class StrategyBook {
     this.layerStamp = new Uint32Array(this.layers.length);
     this.source = file;
     this.maxStrategiesPerReply = file.maxStrategiesPerReply ?? Infinity;
+    this.leavesOut = this.maxStrategiesPerReply !== Infinity || this.bidStrategies.some((s) => s.shadow);
     this.scheduled = this.bidStrategies.some((st) => st.schedule !== null);
   }
 
@@ -369,6 +372,17 @@ export class StrategyBook {
     }
     for (const ad of outcome.adResults)
       for (const c of ad.creatives) if (Number.isFinite(c.raiseFactor)) c.raiseFactor = coefficientFor(rules, c.raiseFactor);
+  }
+
+  /**
+   * What a shadow or capped strategy would have sent under the media's rules, for the log and explain; only books
+   * that have such strategies pay for the pass.
+   */
+  applyMediaRulesToUnsent(mask: StrategyMask, rules: MediaRules): void {
+    if (!this.leavesOut) return;
+    for (let i = 0; i < mask.length; i++) {
+      if (mask[i] === Verdict.SHADOW || mask[i] === Verdict.CAPPED) this.scratch.coefficient[i] = coefficientFor(rules, this.scratch.coefficient[i]!);
+    }
   }
 
   /** The bidding strategies that serve `media`, our id -> their id on it (see Decision.mediaStrategyIds). */

@@ -14,13 +14,15 @@ import { offlineEngine } from '../../src/tools/dry-run.js';
 import { REPO_ROOT } from '../support/engine-process.js';
 import { primeProspectContext } from '../support/offline.js';
 
-test('a shadow strategy: not in the reply; in the decision log and explain with what it would have sent', async () => {
+test("a shadow strategy: not in the reply; in the decision log and explain with what it would have sent, under the media's rules", async () => {
   const book = JSON.parse(readFileSync(join(REPO_ROOT, 'data/strategies.json'), 'utf8'));
   book.strategies.find((s: { id: string }) => s.id === 'acq_prime_new').shadow = true;
   const dir = mkdtempSync(join(tmpdir(), 'rta-shadow-'));
   const file = join(dir, 'book.json');
   writeFileSync(file, JSON.stringify(book));
   const config = loadConfig({ env: {} });
+  // Narrower rules than the book's: what the shadow "would have sent" is what Tencent would have got.
+  config.media.tencent = { ...config.media.tencent!, coefficient: { min: 0.2, max: 1.5, decimals: 1 } };
   const { engine } = offlineEngine(config, file);
   const recorder = await DecisionLogRecorder.open({ ...config.decisionLog, dir: join(dir, 'log') }, 0, new HotCounter('t_records_total', 'test', ['result'] as const, new Registry()), (error) => {
     throw error;
@@ -43,6 +45,8 @@ test('a shadow strategy: not in the reply; in the decision log and explain with 
   const logged = entry!.strategies.find((s) => s.strategyId === 'acq_prime_new')!;
   expect(logged).toMatchObject({ verdict: 'shadow', creativeId: expect.any(Number) });
   expect(logged.coefficient).toBeGreaterThan(0);
+  expect(logged.coefficient).toBeLessThanOrEqual(1.5);
+  expect(Math.abs(logged.coefficient! * 10 - Math.round(logged.coefficient! * 10))).toBeLessThan(1e-6);
   expect(logged.creativeId).toBeGreaterThan(0);
   expect(text).toMatch(new RegExp(`^  acq_prime_new: shadow`, 'm'));
   expect(text).toMatch(new RegExp(`round -> ${logged.coefficient} \\(not sent\\)`));
