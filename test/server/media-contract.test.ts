@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { DeviceIdKind } from '../../src/engine/types.js';
 import type { MediaModule } from '../../src/media/module.js';
-import { MEDIA_MODULES } from '../../src/media/registry.js';
+import { MEDIA_MODULES, MEDIA_NAMES } from '../../src/media/registry.js';
 import { idOnMedia } from '../../src/strategy/book.js';
 import type { MediaAnswer, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
@@ -33,14 +33,14 @@ beforeAll(async () => {
   const media = Object.fromEntries(MEDIA_MODULES.map((m) => [m.name, m.name === 'native' ? { ...RULES, declineStatus: 204 } : RULES]));
   writeFileSync(file, JSON.stringify({ media }));
   config = loadConfig({ file, env: {} });
-  // Every decision sampled raw, written within 10 ms: what a media's bytes leave in the log can be looked at.
-  engine = await startEngine({ ...DECISIONS_ENV, RTA_CONFIG: file, RTA_DECISION_LOG_DIR: join(dir, 'log'), RTA_DECISION_LOG_RAW_SAMPLE: '1', RTA_DECISION_LOG_FLUSH_MS: '10' });
+  // Every decision sampled raw: what a media's bytes leave in the log is looked at after the engine stops.
+  engine = await startEngine({ ...DECISIONS_ENV, RTA_CONFIG: file, RTA_DECISION_LOG_DIR: join(dir, 'log'), RTA_DECISION_LOG_RAW_SAMPLE: '1' });
 });
 
-afterAll(async () => {
-  await engine?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Requests whose traces the decision log is checked for once the engine has stopped (see the last describe). */
+const logged: Array<{ media: string; requestId: string; kept?: string; neverKept?: string }> = [];
 
 /** The demo book's bidding strategies on this media, by their ids there: what a reply may ever name. */
 function strategyIdsOn(module: MediaModule): string[] {
@@ -48,21 +48,6 @@ function strategyIdsOn(module: MediaModule): string[] {
 }
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
-
-/** The decision log's files as one latin1 string, once the decision of `requestId` is in them. */
-async function logBytesOnce(requestId: string): Promise<string> {
-  for (;;) {
-    const dirPath = join(dir, 'log');
-    const text = existsSync(dirPath)
-      ? readdirSync(dirPath, { recursive: true, withFileTypes: true })
-          .filter((entry) => entry.isFile())
-          .map((entry) => readFileSync(join(entry.parentPath, entry.name)).toString('latin1'))
-          .join('')
-      : '';
-    if (text.includes(requestId)) return text;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 for (const module of MEDIA_MODULES) {
   describe(`media contract: ${module.name} (${module.path})`, () => {
@@ -198,21 +183,19 @@ for (const module of MEDIA_MODULES) {
       expect(metricSum(await scrape(engine), 'rta_test_requests_total', { media: module.name })).toBe(before + 1);
     });
 
-    test.runIf(module.carriesRawIds)('raw ids are hashed on arrival and never kept: not in the decision log, not even its raw sample', async () => {
+    test.runIf(module.carriesRawIds)('raw ids are hashed on arrival, the request decided (its log checked below)', async () => {
       const raw = `raw-oaid-${process.pid}-${module.name}`;
       const ids = [{ kind: DeviceIdKind.OAID_MD5, md5: hashRawDeviceId(DeviceIdKind.OAID_MD5, raw), raw }];
       const request = requestFor(null, { requestId: `raw-ids-${module.name}-${process.pid}`, os: 'android', ids });
       expect((await ask(request)).status).toBe(rules().declineStatus);
-      const logged = await logBytesOnce(request.requestId);
-      expect(logged.includes(raw)).toBe(false);
+      logged.push({ media: module.name, requestId: request.requestId, neverKept: raw });
     });
 
-    test.runIf(!module.carriesRawIds)('its requests are sampled raw into the decision log as configured', async () => {
+    test.runIf(!module.carriesRawIds)('its requests are decided for the raw sample (its log checked below)', async () => {
       const request = requestFor(personas.prime_prospect[0]!, { requestId: `raw-sample-${module.name}-${process.pid}` });
       const { body } = encode(request);
       expect((await ask(request)).status).toBe(200);
-      const logged = await logBytesOnce(request.requestId);
-      expect(logged.includes(Buffer.from(body).subarray(0, 16).toString('latin1'))).toBe(true);
+      logged.push({ media: module.name, requestId: request.requestId, kept: Buffer.from(body).subarray(0, 16).toString('latin1') });
     });
 
     test.runIf(module.speaks.askedStrategies)('only the strategies asked about are decided and answered', async () => {
@@ -232,3 +215,25 @@ for (const module of MEDIA_MODULES) {
     });
   });
 }
+
+describe('the decision log, after a clean stop (which writes what the serving threads still hold)', () => {
+  let text = '';
+
+  beforeAll(async () => {
+    expect(await engine.stop()).toBe(0);
+    const files = readdirSync(join(dir, 'log'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile());
+    text = files.map((entry) => readFileSync(join(entry.parentPath, entry.name)).toString('latin1')).join('');
+  });
+
+  test('every media was checked', () => {
+    expect(logged.map((l) => l.media).sort()).toEqual([...MEDIA_NAMES].sort());
+  });
+
+  test("raw ids never reach it; other media's requests are sampled raw as configured", () => {
+    for (const { media, requestId, kept, neverKept } of logged) {
+      expect(text.includes(requestId), `${media}: its decision is logged`).toBe(true);
+      if (kept !== undefined) expect(text.includes(kept), `${media}: its raw request is kept`).toBe(true);
+      if (neverKept !== undefined) expect(text.includes(neverKept), `${media}: its raw id is kept`).toBe(false);
+    }
+  });
+});
