@@ -4,7 +4,7 @@ import { PLACEHOLDER_KEYS_HEX } from '../src/store/device-key.js';
 import { isDecodeFixture, loadFixtures } from '../test/media/fixture-support.js';
 import { loadPersonas, loadStrategyFile, native, PERSONA_NAMES, requestFor, tencent, type PersonaDevice, type StrategyFileJson } from '../test/support/rta-client.js';
 import { mediaModule } from '../src/media/registry.js';
-import { idOnMedia } from '../src/strategy/book.js';
+import { strategyIdsInFile } from '../src/strategy/book.js';
 import { PROTOBUF_SPECS } from './reference.js';
 
 /**
@@ -44,7 +44,7 @@ export function loadCorpus(): Corpus {
   const personas = loadPersonas();
   // Ocean asks about RTA ids: the book's, and one that is not.
   const ocean = mediaModule('ocean');
-  const rtaIds = [...book.strategies.flatMap((s) => (s.kind === 'bid' ? (idOnMedia(s, ocean) ?? []) : [])), '424242'];
+  const rtaIds = [...strategyIdsInFile(book.strategies, ocean), '424242'];
   let n = 0;
   for (const persona of PERSONA_NAMES) {
     const device = personas[persona][0]!;

@@ -1,6 +1,6 @@
 import type { MediaClient } from '../src/media/simulated-request.js';
 import { MEDIA_MODULES, mediaModule } from '../src/media/registry.js';
-import { idOnMedia } from '../src/strategy/book.js';
+import { strategyIdsInFile } from '../src/strategy/book.js';
 import type { RawReply } from '../test/support/raw-http.js';
 import { loadStrategyFile } from '../test/support/rta-client.js';
 import { Malformed, parseMessage, PROTOBUF_SPECS, type Decoder, type Expected, type ProtobufDecoder } from './reference.js';
@@ -24,13 +24,14 @@ const MAX_CACHE_SECONDS = 604_800;
 const MIN_FACTOR = 0.2 - 1e-6;
 const MAX_FACTOR = 5.0 + 1e-6;
 
-const bidStrategies = loadStrategyFile().strategies.filter((s) => s.kind === 'bid' && s.enabled !== false);
-const bidStrategyIds = new Set(bidStrategies.map((s) => s.id));
+const { strategies } = loadStrategyFile();
+const bidStrategyIds = new Set(strategies.filter((s) => s.kind === 'bid' && s.enabled !== false).map((s) => s.id));
+/** The media a decoder serves: the native route decodes JSON too. */
+const moduleOf = (decoder: Decoder) => mediaModule(decoder === 'native-json' ? 'native' : decoder);
 /** The book's strategies on each media, by their ids there. */
-const idsOn = (media: string) => new Set(bidStrategies.flatMap((s) => idOnMedia(s, mediaModule(media)) ?? []));
-const ID_SETS = { tencent: idsOn('tencent'), 'tencent-sp': idsOn('tencent-sp'), ocean: idsOn('ocean'), native: idsOn('native'), 'native-json': idsOn('native') };
+const idsOn = new Map(MEDIA_MODULES.map((m) => [m.name, new Set(strategyIdsInFile(strategies, m))]));
 /** Protocols without a decline code, whose replies vote on (SP) or answer (Ocean) each strategy. */
-const byStrategy = (decoder: Decoder) => decoder === 'tencent-sp' || decoder === 'ocean';
+const byStrategy = (decoder: Decoder) => moduleOf(decoder).speaks.declinesByStrategy;
 
 function clientFor(path: string): MediaClient {
   const client = MEDIA_MODULES.find((m) => m.path === path)?.client;
@@ -187,11 +188,11 @@ function decisionProblems(decoder: Decoder, answer: Answer, expected: Extract<Ex
   if (!byStrategy(decoder) && (code === 0) !== answer.strategies.length > 0) problems.push(`code ${code} with ${answer.strategies.length} strategies`);
   if (decoder === 'tencent-sp') {
     const voted = [...answer.strategies.map((s) => s.id), ...answer.declined].sort();
-    if (voted.join(',') !== [...ID_SETS['tencent-sp']].sort().join(',')) problems.push(`SP votes on ${voted.join(', ')}, not on every strategy of the book`);
+    if (voted.join(',') !== [...idsOn.get('tencent-sp')!].sort().join(',')) problems.push(`SP votes on ${voted.join(', ')}, not on every strategy of the book`);
   }
   const seen = new Set<string>();
   for (const strategy of answer.strategies) {
-    if (!ID_SETS[decoder].has(strategy.id)) problems.push(`strategy ${strategy.id} is not a bidding strategy of the book on this media`);
+    if (!idsOn.get(moduleOf(decoder).name)!.has(strategy.id)) problems.push(`strategy ${strategy.id} is not a bidding strategy of the book on this media`);
     if (seen.has(strategy.id)) problems.push(`strategy ${strategy.id} answered twice`);
     seen.add(strategy.id);
     if (!inFactorRange(strategy.coefficient)) problems.push(`strategy ${strategy.id}: coefficient ${strategy.coefficient} outside 0.2..5.0`);

@@ -234,6 +234,8 @@ export class StrategyBook {
   private readonly idsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
   /** Whether a strategy can want a device and not be sent: a shadow strategy, or a cap on strategies per reply. */
   private readonly leavesOut: boolean;
+  /** Per media, each bidding strategy's id there, by strategy index: what a request's asked ids are matched with. */
+  private readonly idsByIndexOn: ReadonlyMap<string, readonly string[]>;
   /** The other way round: per media, a strategy's id there -> ours (second requests name the id we sent). */
   private readonly ourIdsOnMedia: ReadonlyMap<string, ReadonlyMap<string, string>>;
 
@@ -320,6 +322,7 @@ export class StrategyBook {
       };
     });
     this.idsOnMedia = idsOnEachMedia(this.bidStrategies, problems);
+    this.idsByIndexOn = new Map(MEDIA_MODULES.map(({ name }) => [name, this.bidStrategies.map((s) => s.mediaIds.get(name) ?? s.id)]));
     this.ourIdsOnMedia = new Map([...this.idsOnMedia].map(([media, ids]) => [media, new Map([...ids].map(([ours, theirs]) => [theirs, ours]))]));
     problems.push(...experimentProblems);
     if (problems.length > 0) throw invalidFile(file.source, problems);
@@ -428,6 +431,8 @@ export class StrategyBook {
     const visit = byDevice[deviceCell(view.os, view.records !== null)]!;
     const flags = view.flags;
     const hourOfWeek = this.scheduled ? chinaHourOfWeek(this.clock()) : 0;
+    const asked = view.askedStrategyIds;
+    const askedAs = asked !== null ? (this.idsByIndexOn.get(view.media) ?? this.bidStrategyIds) : this.bidStrategyIds;
     let candidates = 0;
     for (let j = 0; j < visit.length; j++) {
       const i = visit[j]!;
@@ -436,7 +441,7 @@ export class StrategyBook {
         mask[i] = Verdict.OTHER_MEDIA;
         continue;
       }
-      if (view.askedStrategyIds !== null && !view.askedStrategyIds.includes(strategy.mediaIds.get(view.media) ?? strategy.id)) {
+      if (asked !== null && !asked.includes(askedAs[i]!)) {
         mask[i] = Verdict.NOT_ASKED;
         continue;
       }
@@ -728,11 +733,26 @@ function mediaServed(s: BidStrategy, where: string, problems: string[], warnings
   return served.length === known.length ? null : new Set(served);
 }
 
+/** A strategy as a file writes it, as far as its ids on media go. */
+interface WrittenStrategy {
+  id: string;
+  kind: string;
+  enabled?: boolean | undefined;
+  shadow?: boolean | undefined;
+  media?: string[] | undefined;
+  mediaIds?: Record<string, string> | undefined;
+}
+
 /** A bidding strategy's id on a media (its `mediaIds` entry, else its own id), or null where it does not bid. */
-export function idOnMedia(s: { id: string; media?: string[] | undefined; mediaIds?: Record<string, string> | undefined }, module: MediaModule): string | null {
+function idOnMedia(s: Omit<WrittenStrategy, 'kind'>, module: MediaModule): string | null {
   if (s.media && !s.media.includes(module.name)) return null;
   const id = s.mediaIds?.[module.name] ?? s.id;
   return !module.strategyIdPattern || module.strategyIdPattern.test(id) ? id : null;
+}
+
+/** A strategy file's bidding strategies that can be sent on a media, by their ids there (what strategyIdsOn holds). */
+export function strategyIdsInFile(strategies: readonly WrittenStrategy[], module: MediaModule): string[] {
+  return strategies.flatMap((s) => (s.kind === 'bid' && s.enabled !== false && s.shadow !== true ? (idOnMedia(s, module) ?? []) : []));
 }
 
 /** Three decimals are finer than any media acts on, and keep replies readable. */

@@ -6,7 +6,7 @@ import { MEDIA_NAMES, mediaModule } from '../media/registry.js';
 import type { SimulatedAd, SimulatedRequest } from '../media/simulated-request.js';
 import { loadConfig } from '../config.js';
 import { hashRawDeviceId } from '../store/device-key.js';
-import { idOnMedia } from '../strategy/book.js';
+import { strategyIdsInFile } from '../strategy/book.js';
 import { ADMIN_OPTIONS, adminAuthorization, adminCall } from './admin-call.js';
 import { checkCommand, CHECK_USAGE } from './check-book.js';
 import { controllerCommand, eventsCommand, learningCommand, reportCommand, REPORT_USAGE, ReportUsageError } from './report-command.js';
@@ -138,8 +138,8 @@ function buildRequest(values: RequestFlags) {
 
 /** Without --ask, the request asks about every strategy of the configured book on that media (by its id there). */
 function strategyIdsInBook(module: ReturnType<typeof mediaModule>): string[] {
-  const file = JSON.parse(readFileSync(loadConfig().strategies, 'utf8')) as { strategies: Array<Parameters<typeof idOnMedia>[0] & { kind: string; enabled?: boolean }> };
-  return file.strategies.flatMap((s) => (s.kind === 'bid' && s.enabled !== false ? (idOnMedia(s, module) ?? []) : []));
+  const file = JSON.parse(readFileSync(loadConfig().strategies, 'utf8')) as { strategies: Parameters<typeof strategyIdsInFile>[0] };
+  return strategyIdsInFile(file.strategies, module);
 }
 
 async function send(args: string[]): Promise<void> {

@@ -7,7 +7,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { DeviceIdKind } from '../../src/engine/types.js';
 import type { MediaModule } from '../../src/media/module.js';
 import { MEDIA_MODULES, MEDIA_NAMES } from '../../src/media/registry.js';
-import { idOnMedia } from '../../src/strategy/book.js';
+import { strategyIdsInFile } from '../../src/strategy/book.js';
 import type { MediaAnswer, SimulatedRequest } from '../../src/media/simulated-request.js';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { hashRawDeviceId } from '../../src/store/device-key.js';
@@ -42,16 +42,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** Requests whose traces the decision log is checked for once the engine has stopped (see the last describe). */
 const logged: Array<{ media: string; requestId: string; kept?: string; neverKept?: string }> = [];
 
-/** The demo book's bidding strategies on this media, by their ids there: what a reply may ever name. */
-function strategyIdsOn(module: MediaModule): string[] {
-  return book.strategies.flatMap((s) => (s.kind === 'bid' && s.enabled !== false ? (idOnMedia(s, module) ?? []) : []));
-}
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 
 for (const module of MEDIA_MODULES) {
   describe(`media contract: ${module.name} (${module.path})`, () => {
-    const ids = strategyIdsOn(module);
+    // The demo book's bidding strategies on this media, by their ids there: what a reply may ever name.
+    const ids = strategyIdsInFile(book.strategies, module);
     const rules = () => config.media[module.name]!;
 
     async function postBody(body: Uint8Array, contentType = 'application/x-protobuf') {

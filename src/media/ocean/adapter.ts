@@ -166,7 +166,12 @@ class DeviceIds {
     }
     const added = this.list[before]!.key;
     // `did` mostly repeats an id of the device block: one lookup per key is enough.
-    if (this.list.some((id, i) => i < before && Buffer.compare(id.key, added) === 0)) this.list.pop();
+    for (let i = 0; i < before; i++) {
+      if (Buffer.compare(this.list[i]!.key, added) === 0) {
+        this.list.pop();
+        return;
+      }
+    }
   }
 }
 
