@@ -15,18 +15,23 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { callgrindAvailable } from './lib/callgrind.js';
 import { runClosedLoop, wrkAvailable } from './lib/closed-loop.js';
-import { costTraffic, measureCost, type CostReport } from './lib/cost.js';
+import { COST_CLASSES, costTraffic, measureCost, STAGE_NAMES, type CostReport } from './lib/cost.js';
 import {
   checkLoad,
   compareCost,
   costFigures,
   decide,
+  FIGURES,
   loadBaseline,
+  stageFigures,
   loadGateConfig,
   writeBaseline,
   type GateCheck,
+  type CostFigureName,
+  type CostFigures,
   type GateConfig,
   type LoadFigures,
+  type StageFigures,
 } from './lib/gate-decision.js';
 import { collectGarbage, prepareTraffic } from './lib/prepare.js';
 import { formatMicros, formatPercent } from './lib/results.js';
@@ -58,13 +63,13 @@ async function main(): Promise<number> {
 
   const checks: GateCheck[] = [];
   const messages = costTraffic(config.cost.requestsPerClass, config.cost.seed);
-  const count = (root: string) => measureCost(messages, { root, warmupPasses: config.cost.warmupPasses, rounds: config.cost.rounds, log });
-  let reference: { label: string; report: CostReport | null; figures: ReturnType<typeof costFigures> } | null = null;
+  const count = (root: string, kind: 'engine' | 'bare' = 'engine') => measureCost(messages, { kind, root, warmupPasses: config.cost.warmupPasses, rounds: config.cost.rounds, log });
+  let reference: { label: string; report: CostReport | null; figures: ReturnType<typeof costFigures>; stages: StageFigures | null } | null = null;
   const countRevision = async (revision: string, why: string) => {
     const built = buildRevision(REPO_ROOT, revision, log);
     try {
       const report = await count(built.root);
-      return { label: `${revision} (${built.commit.slice(0, 10)}), counted in this run${why}`, report, figures: costFigures(report) };
+      return { label: `${revision} (${built.commit.slice(0, 10)}), counted in this run${why}`, report, figures: costFigures(report), stages: stageFigures(report) };
     } finally {
       built.remove();
     }
@@ -80,15 +85,23 @@ async function main(): Promise<number> {
       const was = differs.map((key) => `${key} ${baseline.accepted[key]}, here ${here[key]}`).join('; ');
       reference = await countRevision(acceptedIn, `, because the baseline file was counted elsewhere (${was})`);
     } else {
-      reference = { label: `bench/baseline.json (accepted ${baseline.accepted.at.slice(0, 10)}: ${baseline.accepted.why})`, report: null, figures: baseline.instructionsPerRequest };
+      reference = {
+        label: `bench/baseline.json (accepted ${baseline.accepted.at.slice(0, 10)}: ${baseline.accepted.why})`,
+        report: null,
+        figures: baseline.instructionsPerRequest,
+        stages: baseline.stagesPerRequest ?? null,
+      };
       if (differs.length > 0) console.log(`  note: the baseline was counted with another ${differs.join(', ')}, and it was accepted in this very commit`);
     }
   }
   const now = await count(REPO_ROOT);
+  const bare = await count(REPO_ROOT, 'bare');
   printCost(now);
   const figures = costFigures(now);
+  printStages(stageFigures(now), values.accept === undefined ? (reference?.stages ?? null) : null);
+  printShare(costFigures(bare), figures, values.accept === undefined ? reference!.figures : null);
   if (values.accept !== undefined) {
-    writeBaseline(BASELINE_FILE, figures, {
+    writeBaseline(BASELINE_FILE, figures, stageFigures(now), {
       at: new Date().toISOString(),
       why: values.accept,
       onTopOf: headCommit(REPO_ROOT),
@@ -122,7 +135,7 @@ async function main(): Promise<number> {
 
   const tmp = join(REPO_ROOT, 'bench/results/tmp');
   mkdirSync(tmp, { recursive: true });
-  writeFileSync(join(tmp, `gate-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), `${JSON.stringify({ now, reference, load, decision, seconds }, null, 1)}\n`);
+  writeFileSync(join(tmp, `gate-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), `${JSON.stringify({ now, bare, reference, load, decision, seconds }, (_key, value: unknown) => (value instanceof Map ? undefined : value), 1)}\n`);
   return decision.passed ? 0 : 1;
 }
 
@@ -136,6 +149,31 @@ function printCost(report: CostReport): void {
     const rounds = spread(cost.rounds);
     console.log(`    ${name.padEnd(16)} ${Math.round(cost.instructionsPerRequest).toLocaleString('en-US').padStart(9)}   (rounds ${Math.round(rounds.min)}..${Math.round(rounds.max)})`);
   }
+}
+
+const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
+
+function printStages(now: StageFigures, reference: StageFigures | null): void {
+  console.log(`  by stage (median of rounds${reference ? '; the reference in brackets' : ''}):`);
+  const width = 20;
+  console.log(`    ${'stage'.padEnd(28)}${COST_CLASSES.map((name) => name.padStart(width)).join('')}`);
+  for (const stage of STAGE_NAMES) {
+    const cells = COST_CLASSES.map((name) => {
+      const was = reference?.[name]?.[stage];
+      return `${thousands(now[name][stage])}${was === undefined ? '' : ` (${thousands(was)})`}`.padStart(width);
+    });
+    console.log(`    ${stage.padEnd(28)}${cells.join('')}`);
+  }
+  const unseen = STAGE_NAMES.filter((stage) => COST_CLASSES.every((name) => now[name][stage] === 0));
+  if (unseen.length > 0) console.log(`    counted nothing in any class, so V8 inlined its entry and its instructions are in "other JavaScript": ${unseen.join(', ')}`);
+}
+
+/** The issue's goal is a share of at least 0.5: the bare server's instructions over the engine's, on the same requests. */
+function printShare(bare: CostFigures, now: CostFigures, reference: CostFigures | null): void {
+  const share = (engine: CostFigures, name: CostFigureName) => (bare[name] / engine[name]).toFixed(2);
+  const cells = FIGURES.map((name) => `${name} ${share(now, name)}${reference ? ` (${share(reference, name)})` : ''}`);
+  console.log(`  the bare uWebSockets.js server's instructions over the engine's${reference ? ' (the reference in brackets)' : ''}: ${cells.join(', ')}`);
+  console.log(`    bare server per request: ${FIGURES.map((name) => `${name} ${thousands(bare[name])}`).join(', ')}`);
 }
 
 /** The mission's budget at the gate's load: the engine's maximum (wrk), then fixed-rate runs at a fraction of it. */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,6 +9,10 @@ import { join } from 'node:path';
  * switched on after warm-up, counters zeroed before a window and dumped after it. Instructions are guest
  * user-space instructions of every thread, the same count on any machine speed for the same work; the kernel's
  * side of syscalls is not counted.
+ *
+ * Code V8 generates at run time has no symbols, so callgrind names it by address. A process run with node's
+ * `--perf-basic-prof` writes where each piece of code lies to /tmp/perf-<pid>.map; a dump reads that map and names
+ * such code by its JavaScript function and source position ("JS:*decode file:///.../adapter.js:24:11").
  */
 
 export function callgrindAvailable(): string | null {
@@ -52,7 +56,7 @@ export class CallgrindSession {
     this.monitor('zero');
   }
 
-  /** Dumps the counters since the last zero: every instruction, and those spent inside each group of entry points. */
+  /** Dumps the counters since the last zero: every instruction, and the inclusive count of every function. */
   dump(): WindowCount {
     this.monitor('dump');
     // Each dump is read and removed at once, so exactly one numbered file is there.
@@ -62,11 +66,16 @@ export class CallgrindSession {
     const annotated = spawnSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
     rmSync(file);
     if (annotated.status !== 0) throw new Error(`callgrind_annotate failed: ${annotated.stderr.trim()}`);
-    return readWindow(annotated.stdout);
+    return readWindow(annotated.stdout, JitCodeMap.read(this.jitMapPath()));
   }
 
   close(): void {
     rmSync(this.directory, { recursive: true, force: true });
+    if (this.pid) rmSync(this.jitMapPath(), { force: true });
+  }
+
+  private jitMapPath(): string {
+    return `/tmp/perf-${this.pid}.map`;
   }
 
   private monitor(command: string): void {
@@ -96,20 +105,57 @@ export interface WindowCount {
   compile: number;
   gc: number;
   timers: number;
+  /** Inclusive instructions by function name, JIT code named by the map; same-named pieces of code summed. */
+  functions: Map<string, number>;
 }
 
-/** Reads callgrind_annotate --inclusive=yes output: the program total and the groups' entry points. */
-export function readWindow(annotated: string): WindowCount {
+/** Where V8 put each piece of generated code: the lines of a perf map, "start size name", hex numbers. */
+export class JitCodeMap {
+  private constructor(private readonly starts: number[], private readonly ends: number[], private readonly names: string[]) {}
+
+  static read(path: string): JitCodeMap | null {
+    if (!existsSync(path)) return null;
+    const entries = readFileSync(path, 'utf8')
+      .split('\n')
+      .map((line) => /^([0-9a-f]+) ([0-9a-f]+) (.*)$/.exec(line))
+      .filter((m) => m !== null)
+      .map((m) => ({ start: parseInt(m[1]!, 16), size: parseInt(m[2]!, 16), name: m[3]! }))
+      .sort((a, b) => a.start - b.start);
+    return new JitCodeMap(
+      entries.map((e) => e.start),
+      entries.map((e) => e.start + e.size),
+      entries.map((e) => e.name),
+    );
+  }
+
+  nameOf(address: number): string | null {
+    let low = 0;
+    let high = this.starts.length - 1;
+    while (low <= high) {
+      const mid = (low + high) >> 1;
+      if (this.starts[mid]! <= address) low = mid + 1;
+      else high = mid - 1;
+    }
+    return high >= 0 && address < this.ends[high]! ? this.names[high]! : null;
+  }
+}
+
+/** Reads callgrind_annotate --inclusive=yes output: the program total, the groups' entry points, every function. */
+export function readWindow(annotated: string, jit: JitCodeMap | null = null): WindowCount {
   const total = /^\s*([\d,]+) \([^)]*\)\s+PROGRAM TOTALS/m.exec(annotated);
   if (!total) throw new Error('callgrind_annotate printed no PROGRAM TOTALS line');
-  const count: WindowCount = { total: Number(total[1]!.replaceAll(',', '')), compile: 0, gc: 0, timers: 0 };
+  const count: WindowCount = { total: Number(total[1]!.replaceAll(',', '')), compile: 0, gc: 0, timers: 0, functions: new Map() };
   for (const line of annotated.split('\n')) {
     const match = /^\s*([\d,]+) \([^)]*\)\s+\S*?:(.*)$/.exec(line);
     if (!match) continue;
     // Recursive calls show as "name'2": counting them again would count their instructions twice.
     if (/'\d+( \[|$)/.test(match[2]!)) continue;
+    const instructions = Number(match[1]!.replaceAll(',', ''));
+    const address = /^0x([0-9a-f]+) \[\?\?\?\]$/.exec(match[2]!);
+    const name = (address && jit?.nameOf(parseInt(address[1]!, 16))) || match[2]!;
+    count.functions.set(name, (count.functions.get(name) ?? 0) + instructions);
     for (const [group, entries] of Object.entries(GROUPS) as [keyof typeof GROUPS, readonly string[]][]) {
-      if (entries.some((entry) => match[2]!.startsWith(entry))) count[group] += Number(match[1]!.replaceAll(',', ''));
+      if (entries.some((entry) => name.startsWith(entry))) count[group] += instructions;
     }
   }
   return count;

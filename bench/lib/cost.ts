@@ -1,9 +1,9 @@
 import { loadConfig } from '../../src/config.js';
-import { CallgrindSession } from './callgrind.js';
+import { CallgrindSession, type WindowCount } from './callgrind.js';
 import { loadDemoPopulation } from './population.js';
 import { parsePrometheusText, sumSamples } from './prometheus.js';
 import { SequentialClient } from './sequential-client.js';
-import { startServer } from './servers.js';
+import { startServer, type ServerKind } from './servers.js';
 import { spread } from './stats.js';
 import { DEFAULT_MIX, encodeTraffic, generateTraffic, readBookIds, type TrafficMix } from './traffic.js';
 
@@ -32,6 +32,47 @@ const CLASS_TRAFFIC: Record<CostClass, { media: 'tencent' | 'native'; json?: boo
 
 export type ClassMessages = Record<CostClass, Buffer[]>;
 
+/**
+ * A request's instructions by stage of the pipeline: each named stage is the inclusive count of its entry
+ * functions (JIT code named through node's perf map), so it holds everything those functions call. A function V8
+ * inlines into its caller has no count of its own and its work shows under "other JavaScript" (the gate says so
+ * when a stage counts nothing in every class); the stages are tested to name functions the engine still has
+ * (test/bench/cost-stages.test.ts). The last two close the sum:
+ * "outside JavaScript" is uWebSockets.js, libuv and node's C++ around the callbacks (what the bare server also
+ * does), "other JavaScript" the route, the engine's glue and metrics.
+ */
+export const COST_STAGES = [
+  { stage: 'decode', entries: [/^JS:\W?decode file:\S*\/dist\/media\/[\w-]+\/adapter\.js:/] },
+  { stage: 'strategies: screen', entries: [/^JS:\W?screen file:\S*\/dist\/strategy\/book\.js:/] },
+  { stage: 'scoring', entries: [/^JS:\W?scoreBatch file:\S*\/dist\/scoring\/scorer\.js:/] },
+  { stage: 'strategies: decide', entries: [/^JS:\W?decide file:\S*\/dist\/strategy\/book\.js:/] },
+  { stage: 'encode', entries: [/^JS:\W?encode file:\S*\/dist\/media\/[\w-]+\/adapter\.js:/] },
+  // encode, not record: record is small enough that V8 inlines it into the route, and encode is nearly all of it.
+  { stage: 'decision log', entries: [/^JS:\W?encode file:\S*\/dist\/observe\/decision-log\/recorder\.js:/] },
+  // The wrappers JavaScript calls to read headers and write the reply; cork is left out, it calls JavaScript back.
+  { stage: 'uWS calls (headers, reply)', entries: [/^(void )?Http(Request|Response)Wrapper::(req|res)_(?!cork)/] },
+] as const;
+export const OTHER_JS = 'other JavaScript';
+export const OUTSIDE_JS = 'outside JavaScript';
+export const STAGE_NAMES = [...COST_STAGES.map((s) => s.stage), OTHER_JS, OUTSIDE_JS] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+/** Splits a window's request instructions (total less compiling, GC and timers) into the stages; they sum to it. */
+export function stagesOf(window: WindowCount): Record<StageName, number> {
+  const stages = {} as Record<StageName, number>;
+  let named = 0;
+  for (const { stage, entries } of COST_STAGES) {
+    let sum = 0;
+    for (const [name, instructions] of window.functions) if (entries.some((entry) => entry.test(name))) sum += instructions;
+    stages[stage] = sum;
+    named += sum;
+  }
+  const insideJs = window.functions.get('Builtins_JSEntry [/usr/bin/node]') ?? [...window.functions].find(([name]) => name.startsWith('Builtins_JSEntry '))?.[1] ?? 0;
+  stages[OUTSIDE_JS] = window.total - insideJs;
+  stages[OTHER_JS] = insideJs - window.compile - window.gc - window.timers - named;
+  return stages;
+}
+
 /** The requests of every class, whole HTTP messages, drawn from the demo population like the load benchmark's. */
 export function costTraffic(perClass: number, seed: number): ClassMessages {
   const config = loadConfig({ env: {} });
@@ -52,6 +93,8 @@ export function costTraffic(perClass: number, seed: number): ClassMessages {
 }
 
 export interface CostOptions {
+  /** The engine (default), or the bare uWebSockets.js server the engine's share is taken against. */
+  kind?: Extract<ServerKind, 'engine' | 'bare'>;
   /** The checkout whose build is counted. */
   root: string;
   /** Passes over every class with instrumentation off before counting. */
@@ -68,6 +111,9 @@ export interface ClassCost {
   instructionsPerRequest: number;
   /** Each round's figure, in order. */
   rounds: number[];
+  /** The figure by stage, each the median over the rounds (so their sum is close to, not exactly, the figure). */
+  stages: Record<StageName, number>;
+  stageRounds: Record<StageName, number>[];
 }
 
 export interface CostReport {
@@ -92,11 +138,13 @@ const COUNTING_FLUSH_MILLIS = '60000';
 export async function measureCost(messages: ClassMessages, options: CostOptions): Promise<CostReport> {
   const started = performance.now();
   const session = new CallgrindSession();
-  const server = await startServer('engine', {
+  const kind = options.kind ?? 'engine';
+  const server = await startServer(kind, {
     cpus: null,
     cpuProfileDir: null,
     root: options.root,
-    nodeFlags: ['--predictable'],
+    // The perf map costs nothing per request: V8 appends to it only when it generates code.
+    nodeFlags: ['--predictable', '--perf-basic-prof'],
     wrap: (argv) => session.wrap(argv),
     // Attribution reads the log on the main thread, a block at a time: its work would land in whichever window a block
     // is read in. It is not the request's; bench/attribution.ts measures it per record and per event.
@@ -105,12 +153,12 @@ export async function measureCost(messages: ClassMessages, options: CostOptions)
   let client: SequentialClient | null = null;
   try {
     session.attach(server.pid);
-    options.log(`${options.root}: engine up under callgrind in ${((performance.now() - started) / 1000).toFixed(0)} s, warming up`);
+    options.log(`${options.root}: ${kind} server up under callgrind in ${((performance.now() - started) / 1000).toFixed(0)} s, warming up`);
     client = await SequentialClient.connect(server.host, server.port);
     for (let pass = 0; pass < options.warmupPasses; pass++) for (const name of COST_CLASSES) await client.send(messages[name]);
     session.instrumentation(true);
 
-    const classes = Object.fromEntries(COST_CLASSES.map((name) => [name, { instructionsPerRequest: 0, rounds: [] as number[] }])) as Record<CostClass, ClassCost>;
+    const classes = Object.fromEntries(COST_CLASSES.map((name) => [name, { instructionsPerRequest: 0, rounds: [], stages: {}, stageRounds: [] }])) as unknown as Record<CostClass, ClassCost>;
     const sum = { total: 0, compile: 0, gc: 0, timers: 0, requests: 0 };
     for (let round = 0; round < options.rounds; round++) {
       for (const name of COST_CLASSES) {
@@ -118,16 +166,23 @@ export async function measureCost(messages: ClassMessages, options: CostOptions)
         const notOk = await client.send(messages[name]);
         const window = session.dump();
         if (notOk > 0) throw new Error(`${name}: ${notOk} of ${messages[name].length} replies were not 200`);
-        classes[name].rounds.push((window.total - window.compile - window.gc - window.timers) / messages[name].length);
+        const requests = messages[name].length;
+        classes[name].rounds.push((window.total - window.compile - window.gc - window.timers) / requests);
+        classes[name].stageRounds.push(Object.fromEntries(Object.entries(stagesOf(window)).map(([stage, n]) => [stage, n / requests])) as Record<StageName, number>);
         for (const key of ['total', 'compile', 'gc', 'timers'] as const) sum[key] += window[key];
         sum.requests += messages[name].length;
       }
     }
 
-    const metrics = parsePrometheusText(await (await fetch(`${server.adminUrl}/metrics`)).text());
-    const fallbacks = sumSamples(metrics, 'rta_deadline_fallbacks_total');
-    if (fallbacks > 0) throw new Error(`${fallbacks} requests hit the scoring deadline under valgrind: the count is not of the normal path`);
-    for (const cost of Object.values(classes)) cost.instructionsPerRequest = spread(cost.rounds).median;
+    if (server.adminUrl !== null) {
+      const metrics = parsePrometheusText(await (await fetch(`${server.adminUrl}/metrics`)).text());
+      const fallbacks = sumSamples(metrics, 'rta_deadline_fallbacks_total');
+      if (fallbacks > 0) throw new Error(`${fallbacks} requests hit the scoring deadline under valgrind: the count is not of the normal path`);
+    }
+    for (const cost of Object.values(classes)) {
+      cost.instructionsPerRequest = spread(cost.rounds).median;
+      for (const stage of STAGE_NAMES) cost.stages[stage] = spread(cost.stageRounds.map((r) => r[stage])).median;
+    }
     return {
       classes,
       allClassesWithGc: (sum.total - sum.compile - sum.timers) / sum.requests,

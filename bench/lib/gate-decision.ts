@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { COST_CLASSES, type CostReport } from './cost.js';
+import { COST_CLASSES, STAGE_NAMES, type CostClass, type CostReport, type StageName } from './cost.js';
 import { formatMicros, formatPercent } from './results.js';
 import type { Spread } from './stats.js';
 
@@ -83,6 +83,8 @@ export const baselineSchema = z
       })
       .strict(),
     instructionsPerRequest: z.object(Object.fromEntries(FIGURES.map((name) => [name, z.number().positive()])) as Record<CostFigureName, z.ZodNumber>).strict(),
+    /** Each class by stage (bench/lib/cost.ts), printed beside the build's own: not gated, the classes are. */
+    stagesPerRequest: z.record(z.enum(COST_CLASSES), z.record(z.enum(STAGE_NAMES), z.number())).optional(),
   })
   .strict();
 
@@ -109,13 +111,22 @@ export function costFigures(report: CostReport): CostFigures {
   return figures;
 }
 
-export function writeBaseline(path: string, figures: CostFigures, accepted: Baseline['accepted']): void {
+export type StageFigures = Record<CostClass, Record<StageName, number>>;
+
+export function stageFigures(report: CostReport): StageFigures {
+  return Object.fromEntries(COST_CLASSES.map((name) => [name, report.classes[name].stages])) as StageFigures;
+}
+
+export function writeBaseline(path: string, figures: CostFigures, stages: StageFigures, accepted: Baseline['accepted']): void {
   const baseline: Baseline = {
     description:
       'Instructions per request of the last accepted build, per traffic class, counted by `npm run bench:ci` (bench/lib/cost.ts). ' +
       'Rewritten only by `npm run bench:ci -- --accept "why"`, committed together with the change that costs it.',
     accepted,
     instructionsPerRequest: Object.fromEntries(FIGURES.map((name) => [name, Math.round(figures[name])])) as CostFigures,
+    stagesPerRequest: Object.fromEntries(
+      COST_CLASSES.map((name) => [name, Object.fromEntries(STAGE_NAMES.map((stage) => [stage, Math.round(stages[name][stage])]))]),
+    ) as StageFigures,
   };
   writeFileSync(path, `${JSON.stringify(baseline, null, 2)}\n`);
 }

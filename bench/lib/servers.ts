@@ -37,7 +37,7 @@ export interface RunningServer {
 export interface ServerOptions {
   /** taskset CPU list ("0") or null for no pinning. */
   cpus: string | null;
-  /** Extra environment for the engine and the node:http variant (RTA_* overrides). */
+  /** Extra environment for the server (RTA_* overrides, which the bare server ignores). */
   engineEnv: Record<string, string>;
   /** Directory for `node --cpu-prof` profiles of the engine, or null. */
   cpuProfileDir: string | null;
@@ -78,7 +78,7 @@ export async function startServer(kind: ServerKind, options: ServerOptions): Pro
     ADMIN_PORT: '0',
     RTA_DECISION_LOG_DIR: decisionLogDir,
     RTA_ATTRIBUTION_DIR: attributionDir,
-    ...(kind === 'bare' ? {} : options.engineEnv),
+    ...options.engineEnv,
   };
   const child = spawn(argv[0]!, argv.slice(1), { cwd: options.root ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { readWindow } from '../../bench/lib/callgrind.js';
-import { COST_CLASSES } from '../../bench/lib/cost.js';
+import { COST_CLASSES, STAGE_NAMES, type StageName } from '../../bench/lib/cost.js';
 import {
   ALL_CLASSES,
   checkLoad,
@@ -14,6 +14,7 @@ import {
   loadGateConfig,
   writeBaseline,
   type CostFigures,
+  type StageFigures,
 } from '../../bench/lib/gate-decision.js';
 import { spread } from '../../bench/lib/stats.js';
 
@@ -81,10 +82,14 @@ describe('gate files', () => {
   test('an accepted baseline is read back as written, with why it was accepted', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'gate-baseline-')), 'baseline.json');
     const accepted = { at: '2026-12-01T00:00:00.000Z', why: 'decision log on by default', onTopOf: 'abc', cpu: 'AMD EPYC', node: 'v20.20.2', valgrind: 'valgrind-3.19.0' };
-    writeBaseline(path, scaled(1.000_004), accepted);
+    const stages = Object.fromEntries(
+      COST_CLASSES.map((name, i) => [name, Object.fromEntries(STAGE_NAMES.map((stage, j) => [stage, i * 1000 + j + 0.4]))]),
+    ) as StageFigures;
+    writeBaseline(path, scaled(1.000_004), stages, accepted);
     const baseline = loadBaseline(path);
     expect(baseline.accepted).toEqual(accepted);
     expect(baseline.instructionsPerRequest).toEqual(reference);
+    expect(baseline.stagesPerRequest!['tencent-second']['decision log' as StageName]).toBe(2005);
     writeFileSync(path, JSON.stringify({ ...baseline, instructionsPerRequest: { ...baseline.instructionsPerRequest, ping: undefined } }));
     expect(() => loadBaseline(path)).toThrow(/instructionsPerRequest\.ping/);
   });
@@ -106,7 +111,7 @@ describe('readWindow', () => {
   ].join('\n');
 
   test('takes the total and each group once, recursion and inlined copies left out', () => {
-    expect(readWindow(annotated)).toEqual({ total: 51_783_077, compile: 32_446_152, gc: 2_509_966, timers: 47_099 });
+    expect(readWindow(annotated)).toMatchObject({ total: 51_783_077, compile: 32_446_152, gc: 2_509_966, timers: 47_099 });
   });
 
   test('refuses output without a total rather than counting zero', () => {
