@@ -7,6 +7,7 @@
  *   --accept "why"          count this build and rewrite bench/baseline.json with it (commit it with the change)
  *   --instructions-only     skip the load check
  *   --config FILE           another gate config (default bench/gate.json)
+ *   --keep-dumps DIR        keep every window's callgrind dump and the perf map (read them with bench/instruction-profile.ts)
  *
  * Exit 0 passed, 1 failed, 2 could not run. Figures of every run go to bench/results/tmp/gate-*.json.
  */
@@ -50,6 +51,7 @@ async function main(): Promise<number> {
       baseline: { type: 'string' },
       accept: { type: 'string' },
       'instructions-only': { type: 'boolean', default: false },
+      'keep-dumps': { type: 'string' },
     },
   });
   const config = loadGateConfig(values.config!);
@@ -63,7 +65,9 @@ async function main(): Promise<number> {
 
   const checks: GateCheck[] = [];
   const messages = costTraffic(config.cost.requestsPerClass, config.cost.seed);
-  const count = (root: string, kind: 'engine' | 'bare' = 'engine') => measureCost(messages, { kind, root, warmupPasses: config.cost.warmupPasses, rounds: config.cost.rounds, log });
+  const keepDumps = values['keep-dumps'] ?? null;
+  const count = (root: string, kind: 'engine' | 'bare' = 'engine') =>
+    measureCost(messages, { kind, root, warmupPasses: config.cost.warmupPasses, rounds: config.cost.rounds, keepDumps: root === REPO_ROOT ? keepDumps : null, log });
   let reference: { label: string; report: CostReport | null; figures: ReturnType<typeof costFigures>; stages: StageFigures | null } | null = null;
   const countRevision = async (revision: string, why: string) => {
     const built = buildRevision(REPO_ROOT, revision, log);

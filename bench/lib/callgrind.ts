@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -27,6 +27,11 @@ export class CallgrindSession {
   readonly directory = mkdtempSync(join(tmpdir(), 'rta-callgrind-'));
   private readonly prefix = join(this.directory, 'vgdb');
   private pid = 0;
+
+  /** `keep`: a folder that keeps every dump, named by window, and the perf map (bench/instruction-profile.ts reads them). */
+  constructor(private readonly keep: string | null = null) {
+    if (keep !== null) mkdirSync(keep, { recursive: true });
+  }
 
   /** The argv prefix that runs a command under callgrind, and the environment both sides must share. */
   wrap(argv: string[]): string[] {
@@ -57,13 +62,17 @@ export class CallgrindSession {
   }
 
   /** Dumps the counters since the last zero: every instruction, and the inclusive count of every function. */
-  dump(): WindowCount {
+  dump(window: string): WindowCount {
     this.monitor('dump');
     // Each dump is read and removed at once, so exactly one numbered file is there.
     const files = readdirSync(this.directory).filter((f) => f.startsWith(`callgrind.out.${this.pid}.`));
     if (files.length !== 1) throw new Error(`expected one callgrind dump in ${this.directory}, found ${files.length}`);
     const file = join(this.directory, files[0]!);
     const annotated = spawnSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
+    if (this.keep !== null) {
+      copyFileSync(file, join(this.keep, `${window}.callgrind`));
+      if (existsSync(this.jitMapPath())) copyFileSync(this.jitMapPath(), join(this.keep, 'perf.map'));
+    }
     rmSync(file);
     if (annotated.status !== 0) throw new Error(`callgrind_annotate failed: ${annotated.stderr.trim()}`);
     return readWindow(annotated.stdout, JitCodeMap.read(this.jitMapPath()));
@@ -140,8 +149,11 @@ export class JitCodeMap {
   }
 }
 
-/** Reads callgrind_annotate --inclusive=yes output: the program total, the groups' entry points, every function. */
-export function readWindow(annotated: string, jit: JitCodeMap | null = null): WindowCount {
+/**
+ * Reads callgrind_annotate --inclusive=yes output: the program total, the groups' entry points, every function.
+ * Given --inclusive=no output (`self`), a recursive call's own instructions are added to its function's instead.
+ */
+export function readWindow(annotated: string, jit: JitCodeMap | null = null, self = false): WindowCount {
   const total = /^\s*([\d,]+) \([^)]*\)\s+PROGRAM TOTALS/m.exec(annotated);
   if (!total) throw new Error('callgrind_annotate printed no PROGRAM TOTALS line');
   const count: WindowCount = { total: Number(total[1]!.replaceAll(',', '')), compile: 0, gc: 0, timers: 0, functions: new Map() };
@@ -149,10 +161,12 @@ export function readWindow(annotated: string, jit: JitCodeMap | null = null): Wi
     const match = /^\s*([\d,]+) \([^)]*\)\s+\S*?:(.*)$/.exec(line);
     if (!match) continue;
     // Recursive calls show as "name'2": counting them again would count their instructions twice.
-    if (/'\d+( \[|$)/.test(match[2]!)) continue;
+    const recursive = /'\d+( \[|$)/;
+    if (!self && recursive.test(match[2]!)) continue;
     const instructions = Number(match[1]!.replaceAll(',', ''));
-    const address = /^0x([0-9a-f]+) \[\?\?\?\]$/.exec(match[2]!);
-    const name = (address && jit?.nameOf(parseInt(address[1]!, 16))) || match[2]!;
+    const listed = match[2]!.replace(recursive, '$1');
+    const address = /^0x([0-9a-f]+) \[\?\?\?\]$/.exec(listed);
+    const name = (address && jit?.nameOf(parseInt(address[1]!, 16))) || listed;
     count.functions.set(name, (count.functions.get(name) ?? 0) + instructions);
     for (const [group, entries] of Object.entries(GROUPS) as [keyof typeof GROUPS, readonly string[]][]) {
       if (entries.some((entry) => name.startsWith(entry))) count[group] += instructions;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { CallgrindSession, type WindowCount } from './callgrind.js';
 import { loadDemoPopulation } from './population.js';
@@ -103,6 +104,8 @@ export interface CostOptions {
   rounds: number;
   /** Extra environment for the engine. */
   env?: Record<string, string>;
+  /** A folder that keeps each window's callgrind dump and the perf map, for bench/instruction-profile.ts. */
+  keepDumps?: string | null;
   log(message: string): void;
 }
 
@@ -137,8 +140,8 @@ const COUNTING_FLUSH_MILLIS = '60000';
 
 export async function measureCost(messages: ClassMessages, options: CostOptions): Promise<CostReport> {
   const started = performance.now();
-  const session = new CallgrindSession();
   const kind = options.kind ?? 'engine';
+  const session = new CallgrindSession(options.keepDumps ? join(options.keepDumps, kind) : null);
   const server = await startServer(kind, {
     cpus: null,
     cpuProfileDir: null,
@@ -164,7 +167,7 @@ export async function measureCost(messages: ClassMessages, options: CostOptions)
       for (const name of COST_CLASSES) {
         session.zero();
         const notOk = await client.send(messages[name]);
-        const window = session.dump();
+        const window = session.dump(`${name}-round${round + 1}`);
         if (notOk > 0) throw new Error(`${name}: ${notOk} of ${messages[name].length} replies were not 200`);
         const requests = messages[name].length;
         classes[name].rounds.push((window.total - window.compile - window.gc - window.timers) / requests);

@@ -1,5 +1,5 @@
 import type { DeviceId, DeviceIdKind } from '../engine/types.js';
-import { DEVICE_KEY_BYTES, PLACEHOLDER_KEYS_HEX, parseDeviceKeyHex } from '../store/device-key.js';
+import { DEVICE_KEY_BYTES, isPlaceholderKey, parseDeviceKeyHex } from '../store/device-key.js';
 
 /**
  * Appends a media's hex MD5 to `ids` as a device key. Returns false, appending nothing, when it must not be used as
@@ -7,7 +7,7 @@ import { DEVICE_KEY_BYTES, PLACEHOLDER_KEYS_HEX, parseDeviceKeyHex } from '../st
  */
 export function addDeviceId(ids: DeviceId[], kind: DeviceIdKind, hex: string): boolean {
   const key = new Uint8Array(DEVICE_KEY_BYTES);
-  if (!parseDeviceKeyHex(hex, key) || PLACEHOLDER_KEYS_HEX.has(hex.toLowerCase())) return false;
+  if (!parseDeviceKeyHex(hex, key) || isPlaceholderKey(key)) return false;
   ids.push({ kind, key });
   return true;
 }

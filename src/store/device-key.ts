@@ -43,6 +43,18 @@ export const PLACEHOLDER_KEYS_HEX: ReadonlySet<string> = new Set(
   ),
 );
 
+const PLACEHOLDER_KEYS = [...PLACEHOLDER_KEYS_HEX].map((hex) => Buffer.from(hex, 'hex'));
+
+/** Whether 16 key bytes are a placeholder's: on the bytes, since a lower-cased copy of the hex costs a string per id. */
+export function isPlaceholderKey(key: Uint8Array): boolean {
+  for (const placeholder of PLACEHOLDER_KEYS) {
+    let i = 0;
+    while (i < DEVICE_KEY_BYTES && key[i] === placeholder[i]) i++;
+    if (i === DEVICE_KEY_BYTES) return true;
+  }
+  return false;
+}
+
 /**
  * The platforms' hashing rules (Tencent RTA protocol page): IDFA is upper-cased, IMEI lower-cased, the rest hashed
  * as sent. Only tools and the demo data use raw ids; the engine never sees one.

@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config.js';
 import type { BidContext, Decision } from '../../src/engine/types.js';
 import { loadProto } from '../../src/media/protobuf.js';
 import type { DecisionLogFiles } from '../../src/observe/decision-log/files.js';
-import { ProtoWriter } from '../../src/observe/decision-log/proto-writer.js';
+import { ProtoWriter } from '../../src/media/proto-writer.js';
 import { DecisionLogRecorder } from '../../src/observe/decision-log/recorder.js';
 import { readDecisionLog } from '../../src/observe/decision-log/reader.js';
 import { HotCounter } from '../../src/observe/hot-metrics.js';

@@ -3,26 +3,23 @@ import {
   DecisionCode,
   DeviceIdKind,
   Os,
-  type AdAdjustment,
   type BidContext,
   type CandidateAd,
   type CandidateCreative,
-  type CreativeAdjustment,
   type Decision,
   type DeviceId,
   type EncodedReply,
   type MediaAdapter,
-  type StrategyDecision,
 } from '../../engine/types.js';
 import { addDeviceId } from '../device-ids.js';
-import { decodeStrict, loadProto, scanIdAndFlag, strictType, uint64ToNumber, withBytesField, type Uint64 } from '../protobuf.js';
+import { decodeStrict, loadProto, scanIdAndFlag, strictType, uint64ToNumber, type Uint64 } from '../protobuf.js';
+import { encodeReply } from './reply.js';
 import { checkWire } from '../wire-check.js';
 
 /** Tencent Ads RTA (shared/protocols/tencent-rta.md): proto2 `tencent.ad.rta` over a plain POST body. */
 
 const root = loadProto(new URL('../../../proto/tencent/rta.proto', import.meta.url));
 const RtaRequest = strictType(root, 'tencent.ad.rta.RtaRequest');
-const RtaResponse = root.lookupType('tencent.ad.rta.RtaResponse');
 
 const OsValues = root.lookupEnum('tencent.ad.rta.RtaRequest.Device.OperatingSystem').values;
 const Doubtful = root.lookupEnum('tencent.ad.rta.RtaRequest.Device.DoubtfulIdType').values;
@@ -37,7 +34,6 @@ const DOUBTFUL_MAC = 1 << Doubtful.MAC_MD5_DOUBTFUL!;
 const DOUBTFUL_QAID = 1 << Doubtful.QAID_DOUBTFUL!;
 
 const CONTENT_TYPE = 'application/x-protobuf';
-const MAX_INT32 = 0x7fff_ffff;
 
 /** The decoded request fields the engine uses (protobufjs message, proto names; absent fields read as defaults). */
 interface RtaRequestMessage {
@@ -70,34 +66,6 @@ interface AdInfoMessage {
   advertiser_id: number;
   out_target_id: string;
   creative_infos: Array<{ creative_id: Uint64; crt_template_id: number }>;
-}
-
-interface RtaResponseFields {
-  request_id: string | undefined;
-  code: number;
-  processing_time_ms?: number;
-  response_cache_time?: number;
-  dsp_tag?: number;
-  dsp_tag_str?: string;
-  out_target_id?: string[];
-  target_infos?: TargetInfoFields[];
-  ad_results?: AdResultFields[];
-}
-
-interface TargetInfoFields {
-  out_target_id: string;
-  user_weight_factor?: number;
-  cpa_price?: number;
-  cpc_price?: number;
-  dsp_tag?: number;
-  dsp_tag_str?: string;
-  pcvr?: number;
-}
-
-interface AdResultFields {
-  adgroup_id: number;
-  ignore?: boolean;
-  creative_results: Array<{ creative_id: number; out_raise_factor?: number }>;
 }
 
 export const tencentAdapter: MediaAdapter = {
@@ -158,28 +126,7 @@ export const tencentAdapter: MediaAdapter = {
   },
 
   encode(context: BidContext, decision: Decision): EncodedReply {
-    if (context.isPing) return reply(context, { request_id: context.requestId, code: DecisionCode.TAKE });
-    const message: RtaResponseFields = {
-      request_id: context.requestId,
-      code: decision.code,
-      processing_time_ms: processingTimeMs(decision.processingTimeUs),
-      response_cache_time: decision.cacheTtlSeconds,
-    };
-    if (decision.experimentTag !== 0) message.dsp_tag = decision.experimentTag;
-    if (decision.experimentTagName !== '') message.dsp_tag_str = decision.experimentTagName;
-    if (decision.code === DecisionCode.TAKE) {
-      const outTargetIds: string[] = [];
-      const targetInfos: TargetInfoFields[] = [];
-      for (const strategy of decision.strategies) {
-        const id = decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId;
-        outTargetIds.push(id);
-        targetInfos.push(toTargetInfo(id, strategy));
-      }
-      message.out_target_id = outTargetIds;
-      message.target_infos = targetInfos;
-      if (context.secondRequest) message.ad_results = decision.adResults.map(toAdResult);
-    }
-    return reply(context, message);
+    return { body: encodeReply(context, decision), contentType: CONTENT_TYPE };
   },
 };
 
@@ -211,35 +158,6 @@ function toCandidateAd(ad: AdInfoMessage): CandidateAd {
   };
 }
 
-/** Rounded up so that a fast answer never reads as 0 ms; clamped to the int32 the field is. */
-function processingTimeMs(processingTimeUs: number): number {
-  return processingTimeUs > 0 ? Math.min(MAX_INT32, Math.ceil(processingTimeUs / 1000)) : 0;
-}
-
-/** Non-finite floats are left out: the platform reads an absent factor as neutral, a NaN as who knows what. */
-function toTargetInfo(id: string, strategy: StrategyDecision): TargetInfoFields {
-  const info: TargetInfoFields = { out_target_id: id };
-  if (Number.isFinite(strategy.coefficient)) info.user_weight_factor = strategy.coefficient;
-  if (strategy.cpaPriceFen > 0) info.cpa_price = strategy.cpaPriceFen;
-  if (strategy.cpcPriceFen > 0) info.cpc_price = strategy.cpcPriceFen;
-  if (strategy.experimentTag !== 0) info.dsp_tag = strategy.experimentTag;
-  if (strategy.experimentTagName !== '') info.dsp_tag_str = strategy.experimentTagName;
-  if (strategy.pcvr > 0 && Number.isFinite(strategy.pcvr)) info.pcvr = strategy.pcvr;
-  return info;
-}
-
-function toAdResult(ad: AdAdjustment): AdResultFields {
-  const result: AdResultFields = { adgroup_id: ad.adGroupId, creative_results: ad.creatives.map(toCreativeResult) };
-  if (ad.ignore) result.ignore = true;
-  return result;
-}
-
-function toCreativeResult(creative: CreativeAdjustment): { creative_id: number; out_raise_factor?: number } {
-  return Number.isFinite(creative.raiseFactor)
-    ? { creative_id: creative.creativeId, out_raise_factor: creative.raiseFactor }
-    : { creative_id: creative.creativeId };
-}
-
 /** Field numbers of the shed answer, written by hand (see `shed`): RtaRequest.id and is_ping, RtaResponse's own. */
 const REQUEST_ID_FIELD = 1;
 const IS_PING_FIELD = 2;
@@ -248,10 +166,3 @@ const CACHE_TIME_FIELD = 7;
 const tag = (field: number, wireType: number) => (field << 3) | wireType;
 /** The body's memory may be reused once its callback returns; the context outlives it. */
 const copyOf = (bytes: Uint8Array | null) => (bytes === null ? null : new Uint8Array(bytes));
-
-function reply(context: BidContext, message: RtaResponseFields): EncodedReply {
-  if (context.requestIdBytes === null) return { body: RtaResponse.encode(message).finish(), contentType: CONTENT_TYPE };
-  // The id's bytes as they came, written ahead of the rest: a field's place in a message does not matter.
-  message.request_id = undefined;
-  return { body: withBytesField(REQUEST_ID_FIELD, context.requestIdBytes, RtaResponse.encode(message).finish()), contentType: CONTENT_TYPE };
-}

@@ -3,7 +3,7 @@ import type { BidContext, Decision } from '../../engine/types.js';
 import { decidedVerdict, hasCoefficient, hasValue, Verdict, type StrategyBook } from '../../strategy/book.js';
 import type { HotCounter } from '../hot-metrics.js';
 import { DecisionLogFiles } from './files.js';
-import { ProtoWriter } from './proto-writer.js';
+import { ProtoWriter, Utf8Cache } from '../../media/proto-writer.js';
 
 /**
  * One serving thread's side of the decision log (proto/log/decision_log.proto): each decision is encoded straight
@@ -16,7 +16,6 @@ export type DecisionLogConfig = Config['decisionLog'];
 /** Outcome labels of rta_decision_log_records_total. */
 export type RecordResult = 'logged' | 'dropped_ring_full' | 'dropped_too_large';
 
-const UTF8 = new TextEncoder();
 
 export interface RawBytes {
   request: Uint8Array;
@@ -57,8 +56,7 @@ export class DecisionLogRecorder {
   private book: StrategyBook | null = null;
   private strategyIds: Uint8Array[] = [];
   private readonly timer: NodeJS.Timeout;
-  /** UTF-8 of the strings that repeat from record to record (names, versions, reasons): encoding one costs more than the rest of a field. */
-  private readonly utf8 = new Map<string, Uint8Array>();
+  private readonly utf8 = new Utf8Cache();
 
   constructor(
     private readonly config: DecisionLogConfig,
@@ -136,7 +134,7 @@ export class DecisionLogRecorder {
   private encode(w: ProtoWriter, context: BidContext, decision: Decision, timeMs: number, raw: RawBytes | null): void {
     const record = w.begin();
     w.uint(1, timeMs);
-    w.bytesField(2, this.bytesOf(context.media));
+    w.bytesField(2, this.utf8.of(context.media));
     if (context.requestIdBytes !== null) w.bytesField(3, context.requestIdBytes);
     else w.string(3, context.requestId);
     const facts = decision.facts;
@@ -149,27 +147,27 @@ export class DecisionLogRecorder {
     w.bool(9, context.isTest);
     w.bool(10, context.secondRequest);
     w.uint(11, decision.code);
-    w.bytesField(12, this.bytesOf(decision.reason));
+    w.bytesField(12, this.utf8.of(decision.reason));
     w.uint(13, decision.cacheTtlSeconds);
     w.uint(14, decision.experimentTag);
-    w.bytesField(15, this.bytesOf(decision.experimentTagName));
-    w.bytesField(17, this.bytesOf(decision.modelVersion));
+    w.bytesField(15, this.utf8.of(decision.experimentTagName));
+    w.bytesField(17, this.utf8.of(decision.modelVersion));
     w.uint(19, decision.processingTimeUs);
     w.uint(24, this.thread);
     if (facts !== null) {
       const { book, store } = facts.parts;
       w.bool(8, facts.records !== null);
-      w.bytesField(16, this.bytesOf(book.version));
-      w.bytesField(18, this.bytesOf(store.version));
+      w.bytesField(16, this.utf8.of(book.version));
+      w.bytesField(18, this.utf8.of(store.version));
       const decided = facts.excludedBy === null && decision.modelVersion !== '';
-      if (facts.excludedBy !== null) w.bytesField(20, this.bytesOf(facts.excludedBy));
+      if (facts.excludedBy !== null) w.bytesField(20, this.utf8.of(facts.excludedBy));
       else this.encodeVerdicts(w, book, facts.mask, decision);
       if (decided)
         for (const arm of book.armsOfLastDecision()) {
           const entry = w.beginField(28);
-          w.bytesField(1, this.bytesOf(arm.layer));
-          w.bytesField(2, this.bytesOf(arm.experiment));
-          w.bytesField(3, this.bytesOf(arm.name));
+          w.bytesField(1, this.utf8.of(arm.layer));
+          w.bytesField(2, this.utf8.of(arm.experiment));
+          w.bytesField(3, this.utf8.of(arm.name));
           w.uint(4, arm.tag);
           w.end(entry);
         }
@@ -178,26 +176,15 @@ export class DecisionLogRecorder {
     if (raw !== null) {
       w.bytesField(25, raw.request);
       w.bytesField(26, raw.reply);
-      w.bytesField(27, this.bytesOf(raw.contentType));
+      w.bytesField(27, this.utf8.of(raw.contentType));
     }
     w.end(record);
-  }
-
-  private bytesOf(text: string): Uint8Array {
-    let bytes = this.utf8.get(text);
-    if (bytes === undefined) {
-      // Bounded: the set is the book's and the models' names, so only a runaway caller would reach this.
-      if (this.utf8.size >= 4096) this.utf8.clear();
-      bytes = UTF8.encode(text);
-      this.utf8.set(text, bytes);
-    }
-    return bytes;
   }
 
   private encodeVerdicts(w: ProtoWriter, book: StrategyBook, mask: Uint8Array, decision: Decision): void {
     if (book !== this.book) {
       this.book = book;
-      this.strategyIds = book.bidStrategyIds.map((id) => UTF8.encode(id));
+      this.strategyIds = book.bidStrategyIds.map((id) => this.utf8.of(id));
     }
     const { scratch } = book;
     const taken = decision.strategies;
@@ -217,7 +204,7 @@ export class DecisionLogRecorder {
       const arm = decidedVerdict(verdict) ? scratch.arm[i]! : null;
       if (arm !== null) {
         w.uint(8, arm.tag);
-        w.bytesField(9, this.bytesOf(arm.name));
+        w.bytesField(9, this.utf8.of(arm.name));
       }
       if (hasCoefficient(verdict)) {
         // Taken, or what a capped or shadow strategy would have sent.
@@ -233,7 +220,7 @@ export class DecisionLogRecorder {
       if (strategy !== null) {
         if (arm === null) {
           w.uint(8, strategy.experimentTag);
-          w.bytesField(9, this.bytesOf(strategy.experimentTagName));
+          w.bytesField(9, this.utf8.of(strategy.experimentTagName));
         }
         w.uint(10, strategy.cpaPriceFen);
         w.uint(11, strategy.cpcPriceFen);

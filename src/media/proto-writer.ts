@@ -1,14 +1,19 @@
 /**
- * Writes protobuf fields straight into a fixed block, for the decision log's per-request record. protobufjs's
- * Writer builds a list of operations and allocates per message; here a record costs stores into memory already
- * there. The caller makes sure the record fits before writing it (see DecisionLogRecorder.record): a store past
- * a typed array's end would be dropped, but it also throws V8's optimised code away, which costs more than the
- * check.
+ * Writes protobuf fields straight into a fixed block: the decision log's records and the media's replies.
+ * protobufjs's Writer builds a list of operations and allocates per message; here a message costs stores into
+ * memory already there. The caller makes sure the message fits before writing it (an upper bound from its
+ * strings' lengths, see DecisionLogRecorder.record): a store past a typed array's end would be dropped, but it
+ * also throws V8's optimised code away, which costs more than the check.
+ *
+ * `uint`, `float32`, `string` and `bytesField` leave a default value out, as proto3 does; the `set` variants write
+ * it, as a proto2 encoder does for an optional field that was set.
  */
+/** One float's bytes, shared: a writer per reply would otherwise allocate two typed arrays for it. */
+const FLOAT = new Float32Array(1);
+const FLOAT_BYTES = new Uint8Array(FLOAT.buffer);
+
 export class ProtoWriter {
   pos = 0;
-  private readonly float = new Float32Array(1);
-  private readonly floatBytes = new Uint8Array(this.float.buffer);
 
   constructor(readonly bytes: Buffer) {}
 
@@ -33,6 +38,23 @@ export class ProtoWriter {
     this.varint(value);
   }
 
+  setUint(field: number, value: number): void {
+    this.tag(field, 0);
+    this.varint(value);
+  }
+
+  setFloat32(field: number, value: number): void {
+    this.tag(field, 5);
+    this.rawFloat(value);
+  }
+
+  setString(field: number, value: string): void {
+    this.tag(field, 2);
+    const start = this.begin();
+    this.pos += this.bytes.write(value, this.pos);
+    this.end(start);
+  }
+
   bool(field: number, value: boolean): void {
     if (!value) return;
     this.tag(field, 0);
@@ -48,6 +70,10 @@ export class ProtoWriter {
 
   bytesField(field: number, value: Uint8Array): void {
     if (value.length === 0) return;
+    this.setBytes(field, value);
+  }
+
+  setBytes(field: number, value: Uint8Array): void {
     this.tag(field, 2);
     this.varint(value.length);
     this.bytes.set(value, this.pos);
@@ -113,12 +139,32 @@ export class ProtoWriter {
   }
 
   private rawFloat(value: number): void {
-    this.float[0] = value;
+    FLOAT[0] = value;
     const b = this.bytes;
-    const f = this.floatBytes;
+    const f = FLOAT_BYTES;
     b[this.pos++] = f[0]!;
     b[this.pos++] = f[1]!;
     b[this.pos++] = f[2]!;
     b[this.pos++] = f[3]!;
+  }
+}
+
+/**
+ * UTF-8 of strings that repeat from message to message (strategy ids, names, versions, reasons): encoding one
+ * costs more than the rest of its field. Bounded: the set is the book's and the models' names, so only a runaway
+ * caller would reach the bound, and then the cache starts over.
+ */
+export class Utf8Cache {
+  private readonly bytes = new Map<string, Uint8Array>();
+  private static readonly encoder = new TextEncoder();
+
+  of(text: string): Uint8Array {
+    let bytes = this.bytes.get(text);
+    if (bytes === undefined) {
+      if (this.bytes.size >= 4096) this.bytes.clear();
+      bytes = Utf8Cache.encoder.encode(text);
+      this.bytes.set(text, bytes);
+    }
+    return bytes;
   }
 }
