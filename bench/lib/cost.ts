@@ -45,7 +45,8 @@ export type ClassMessages = Record<CostClass, Buffer[]>;
 export const COST_STAGES = [
   { stage: 'decode', entries: [/^JS:\W?decode file:\S*\/dist\/media\/[\w-]+\/adapter\.js:/] },
   { stage: 'strategies: screen', entries: [/^JS:\W?screen file:\S*\/dist\/strategy\/book\.js:/] },
-  { stage: 'scoring', entries: [/^JS:\W?scoreBatch file:\S*\/dist\/scoring\/scorer\.js:/] },
+  // scoreRecord scores inline (app-per-thread), scoreBatch in the scoring pool's workers; neither calls the other.
+  { stage: 'scoring', entries: [/^JS:\W?score(Record|Batch) file:\S*\/dist\/scoring\/scorer\.js:/] },
   { stage: 'strategies: decide', entries: [/^JS:\W?decide file:\S*\/dist\/strategy\/book\.js:/] },
   { stage: 'encode', entries: [/^JS:\W?encode file:\S*\/dist\/media\/[\w-]+\/adapter\.js:/] },
   // encode, not record: record is small enough that V8 inlines it into the route, and encode is nearly all of it.

@@ -1,5 +1,5 @@
 import type { ScoringJob } from './pool.js';
-import { allocateBatch, BatchScorer, type ScoringBatch } from './scorer.js';
+import type { BatchScorer } from './scorer.js';
 
 /**
  * Scores on the calling thread, at once. Used when every serving thread runs its own uWebSockets.js app (the
@@ -11,17 +11,14 @@ export class InlineScorer {
   readonly modelCount: number;
   readonly maxBatch = 1;
   private readonly scorer: BatchScorer;
-  private readonly batch: ScoringBatch;
-  private readonly recordBytes: number;
+  private readonly scores: Float32Array;
 
   constructor(scorer: BatchScorer) {
     this.scorer = scorer;
     this.modelNames = this.scorer.modelNames;
     this.modelVersion = this.scorer.modelVersion;
     this.modelCount = this.scorer.modelCount;
-    this.recordBytes = this.scorer.recordBytes;
-    this.batch = allocateBatch(1, this.recordBytes, this.modelCount);
-    this.batch.count = 1;
+    this.scores = new Float32Array(this.modelCount);
   }
 
   /**
@@ -33,20 +30,12 @@ export class InlineScorer {
       job.onDeadline();
       return;
     }
-    const { batch, recordBytes } = this;
-    if (job.records === null) {
-      batch.known[0] = 0;
-    } else {
-      batch.known[0] = 1;
-      batch.records.set(job.records.subarray(job.recordOffset, job.recordOffset + recordBytes));
-    }
-    batch.os[0] = job.os;
-    this.scorer.scoreBatch(batch);
+    this.scorer.scoreRecord(job.records, job.recordOffset, job.os, this.scores);
     if (performance.now() > job.deadline) {
       job.onDeadline();
       return;
     }
-    job.onScored(batch.scores, 0);
+    job.onScored(this.scores, 0);
   }
 
   async close(): Promise<void> {}

@@ -27,6 +27,8 @@ export function allocateBatch(capacity: number, recordBytes: number, modelCount:
   };
 }
 
+const NO_RECORDS = new Uint8Array(0);
+
 /** Scores whole batches with every model of a manifest. One per worker thread; also usable inline. */
 export class BatchScorer {
   readonly modelNames: readonly string[];
@@ -60,6 +62,21 @@ export class BatchScorer {
     for (let step = steps.next(); ; step = steps.next()) {
       if (step.done) return new BatchScorer({ manifest: prepared.manifest, models: step.value }, profileSchemaPath);
       await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
+   * Scores one device straight from where its record lies (the store), into scores[0 .. modelCount): what an
+   * inline scorer does per request, without copying the record into a batch first.
+   */
+  scoreRecord(records: Uint8Array | null, recordOffset: number, os: number, scores: Float32Array): void {
+    const known = records !== null;
+    const from = records ?? NO_RECORDS;
+    for (let m = 0; m < this.modelCount; m++) {
+      const { extractor, model } = this.models[m]!;
+      const row = this.featureRows[m]!;
+      extractor.fill(from, recordOffset, known, os, row, 0);
+      model.scoreRows(row, 1, scores, m, this.modelCount);
     }
   }
 

@@ -306,7 +306,7 @@ class MediaRequest implements DecisionSink {
       return;
     }
     const body = typeof reply.body === 'string' ? UTF8.encode(reply.body) : reply.body;
-    this.res.writeStatus('200 OK').writeHeader('Content-Type', reply.contentType);
+    this.res.writeStatus(STATUS_OK).writeHeader(CONTENT_TYPE, headerBytes(reply.contentType));
     if (inFlight.draining) {
       // The peer learns from the close to take its next request elsewhere; the reply is its last on this connection.
       this.res.end(body, true);
@@ -336,6 +336,20 @@ class MediaRequest implements DecisionSink {
 }
 
 const UTF8 = new TextEncoder();
+
+/** uWS copies bytes it is given as they are; a string it must first convert to UTF-8, on every reply. */
+const STATUS_OK = Buffer.from('200 OK');
+const CONTENT_TYPE = Buffer.from('Content-Type');
+/** The adapters' few content types, as bytes. */
+const contentTypes = new Map<string, Buffer>();
+function headerBytes(value: string): Buffer {
+  let bytes = contentTypes.get(value);
+  if (bytes === undefined) {
+    if (contentTypes.size >= 64) contentTypes.clear();
+    contentTypes.set(value, (bytes = Buffer.from(value)));
+  }
+  return bytes;
+}
 /** A decline where the media's rules say 204: no body at all. */
 const NO_CONTENT: EncodedReply = { body: new Uint8Array(0), contentType: '' };
 
