@@ -168,3 +168,20 @@ export class Utf8Cache {
     return bytes;
   }
 }
+
+/**
+ * A reply's writer over scratch memory reused from reply to reply, grown to fit the reply's upper bound. The
+ * reply handed out is a copy, so it may be kept (a test, a reply that waits for the socket to drain).
+ */
+export class ReplyScratch {
+  private bytes = Buffer.alloc(4096);
+
+  writer(need: number): ProtoWriter {
+    if (need > this.bytes.length) this.bytes = Buffer.alloc(2 ** Math.ceil(Math.log2(need)));
+    return new ProtoWriter(this.bytes);
+  }
+
+  static reply(w: ProtoWriter): Uint8Array {
+    return new Uint8Array(w.bytes.buffer, w.bytes.byteOffset, w.pos).slice();
+  }
+}

@@ -2,6 +2,7 @@ import protobuf from 'protobufjs';
 import { describe, expect, test } from 'vitest';
 import { DecisionCode, Os, type BidContext, type Decision, type StrategyDecision } from '../../src/engine/types.js';
 import { loadProto } from '../../src/media/protobuf.js';
+import { encodeReply as encodeNativeReply } from '../../src/media/native/reply.js';
 import { encodeReply } from '../../src/media/tencent/reply.js';
 import { seededRandom } from '../support/seeded-random.js';
 
@@ -14,6 +15,7 @@ import { seededRandom } from '../support/seeded-random.js';
 
 const tencentRoot = loadProto(new URL('../../proto/tencent/rta.proto', import.meta.url));
 const RtaResponse = tencentRoot.lookupType('tencent.ad.rta.RtaResponse');
+const NativeResponse = loadProto(new URL('../../proto/rta/v1/native.proto', import.meta.url)).lookupType('rta.v1.NativeResponse');
 
 const NAMES = ['control', 'treatment_b', '实验组', '', 'x'.repeat(140)];
 const FLOATS = [1, 0.2, 5, 1.18, 0, Number.NaN, Number.POSITIVE_INFINITY, 3.4e38, 1e-9];
@@ -147,5 +149,52 @@ describe('Tencent reply writer', () => {
     const written = encodeReply(big.context, big.decision);
     expect(written.length).toBeGreaterThan(4096);
     expect(Buffer.from(written).toString('hex')).toBe(Buffer.from(tencentReference(big)).toString('hex'));
+  });
+});
+
+/** What the native adapter handed protobufjs before it wrote bytes itself. */
+function nativeReference({ context, decision }: { context: BidContext; decision: Decision }): Uint8Array {
+  const finite = (v: number) => (Number.isFinite(v) ? v : 0);
+  if (context.isPing) return NativeResponse.encode({ request_id: context.requestId, code: 0 }).finish();
+  return NativeResponse.encode({
+    request_id: context.requestId,
+    code: decision.code,
+    reason: decision.reason,
+    decisions: decision.strategies.map((s) => ({
+      strategy_id: decision.mediaStrategyIds.get(s.strategyId) ?? s.strategyId,
+      coefficient: finite(s.coefficient),
+      creative_id: s.creativeId,
+      cpa_price_fen: s.cpaPriceFen,
+      cpc_price_fen: s.cpcPriceFen,
+      experiment_tag: s.experimentTag,
+      experiment_tag_name: s.experimentTagName,
+      pcvr: finite(s.pcvr),
+    })),
+    ad_results: decision.adResults.map((ad) => ({
+      ad_group_id: ad.adGroupId,
+      ignore: ad.ignore,
+      creatives: ad.creatives.map((c) => ({ creative_id: c.creativeId, raise_factor: finite(c.raiseFactor) })),
+    })),
+    cache_ttl_seconds: decision.cacheTtlSeconds,
+    processing_time_us: decision.processingTimeUs > 0 ? Math.min(0xffff_ffff, Math.ceil(decision.processingTimeUs)) : 0,
+    model_version: decision.modelVersion,
+    experiment_tag: decision.experimentTag,
+    experiment_tag_name: decision.experimentTagName,
+    book_version: decision.bookVersion,
+  }).finish();
+}
+
+describe('native reply writer', () => {
+  test('writes the bytes protobufjs writes, on 5,000 seeded decisions', () => {
+    const random = seededRandom(20261204);
+    for (let i = 0; i < 5000; i++) {
+      const c = randomCase(random);
+      c.context.media = 'native';
+      c.context.requestIdBytes = null;
+      c.decision.reason = ['take', 'existing_borrower', '', 'ü'.repeat(50)][i % 4]!;
+      c.decision.modelVersion = ['apply@1,approve@1,risk@1,ltv@1', ''][i % 2]!;
+      c.decision.bookVersion = ['3f9a1c2b7d4e', ''][i % 2]!;
+      expect(Buffer.from(encodeNativeReply(c.context, c.decision)).toString('hex'), `case ${i}`).toBe(Buffer.from(nativeReference(c)).toString('hex'));
+    }
   });
 });

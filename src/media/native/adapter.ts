@@ -6,11 +6,9 @@ import {
   DEVICE_ID_KIND_NAMES,
   Os,
   SHED_REASON,
-  type AdAdjustment,
   type BidContext,
   type CandidateAd,
   type CandidateCreative,
-  type CreativeAdjustment,
   type Decision,
   type DeviceId,
   type DeviceIdKind,
@@ -20,6 +18,7 @@ import {
 } from '../../engine/types.js';
 import { addDeviceId } from '../device-ids.js';
 import { decodeStrict, loadProto, scanIdAndFlag, strictType, uint64ToNumber, type Uint64 } from '../protobuf.js';
+import { encodeReply, finiteOr0, wholeMicroseconds } from './reply.js';
 import { checkWire } from '../wire-check.js';
 
 /**
@@ -29,7 +28,6 @@ import { checkWire } from '../wire-check.js';
 
 const root = loadProto(new URL('../../../proto/rta/v1/native.proto', import.meta.url));
 const NativeRequest = strictType(root, 'rta.v1.NativeRequest');
-const NativeResponse = root.lookupType('rta.v1.NativeResponse');
 const OsValues = root.lookupEnum('rta.v1.NativeRequest.OS').values;
 const IdTypeValues = root.lookupEnum('rta.v1.NativeRequest.IdType').values;
 
@@ -83,7 +81,7 @@ export const nativeAdapter: MediaAdapter = {
 
   encode(context: BidContext, decision: Decision): EncodedReply {
     if (context.wantsJson) return { body: JSON.stringify(toJsonReply(context, decision)), contentType: JSON_CONTENT_TYPE };
-    return { body: NativeResponse.encode(toReplyMessage(context, decision)).finish(), contentType: PROTOBUF_CONTENT_TYPE };
+    return { body: encodeReply(context, decision), contentType: PROTOBUF_CONTENT_TYPE };
   },
 };
 
@@ -241,32 +239,6 @@ function fromJson(json: NativeRequestJson): NativeRequestMessage {
 
 // Replies. Non-finite floats are never written: they are left at the proto3 default instead.
 
-function finiteOr0(value: number): number {
-  return Number.isFinite(value) ? value : 0;
-}
-
-/** processing_time_us is a uint32: rounded up so that a fast answer never reads as 0. */
-function wholeMicroseconds(processingTimeUs: number): number {
-  return processingTimeUs > 0 ? Math.min(0xffff_ffff, Math.ceil(processingTimeUs)) : 0;
-}
-
-function toReplyMessage(context: BidContext, decision: Decision) {
-  if (context.isPing) return { request_id: context.requestId, code: 0 };
-  return {
-    request_id: context.requestId,
-    code: decision.code,
-    reason: decision.reason,
-    decisions: decision.strategies.map((strategy) => toStrategyMessage(decision, strategy)),
-    ad_results: decision.adResults.map(toAdResultMessage),
-    cache_ttl_seconds: decision.cacheTtlSeconds,
-    processing_time_us: wholeMicroseconds(decision.processingTimeUs),
-    model_version: decision.modelVersion,
-    experiment_tag: decision.experimentTag,
-    experiment_tag_name: decision.experimentTagName,
-    book_version: decision.bookVersion,
-  };
-}
-
 function toStrategyMessage(decision: Decision, strategy: StrategyDecision) {
   return {
     strategy_id: decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId,
@@ -278,18 +250,6 @@ function toStrategyMessage(decision: Decision, strategy: StrategyDecision) {
     experiment_tag_name: strategy.experimentTagName,
     pcvr: finiteOr0(strategy.pcvr),
   };
-}
-
-function toAdResultMessage(ad: AdAdjustment) {
-  return {
-    ad_group_id: ad.adGroupId,
-    ignore: ad.ignore,
-    creatives: ad.creatives.map(toCreativeMessage),
-  };
-}
-
-function toCreativeMessage(creative: CreativeAdjustment) {
-  return { creative_id: creative.creativeId, raise_factor: finiteOr0(creative.raiseFactor) };
 }
 
 /** The proto3 JSON form of the reply, every field written (defaults included) so a human sees the whole answer. */

@@ -1,5 +1,5 @@
 import { DecisionCode, type BidContext, type Decision, type StrategyDecision } from '../../engine/types.js';
-import { ProtoWriter, Utf8Cache } from '../proto-writer.js';
+import { ProtoWriter, ReplyScratch, Utf8Cache } from '../proto-writer.js';
 
 /**
  * RtaResponse (proto/tencent/rta.proto) written byte by byte: the same bytes protobufjs's encoder writes for the
@@ -47,18 +47,15 @@ const FIXED_BYTES = 64;
 const PER_CREATIVE_BYTES = 24;
 
 const names = new Utf8Cache();
-/** Reused from reply to reply; the reply handed out is a copy, so it may be kept (a test, the scoring pool's turn). */
-let scratch = Buffer.alloc(4096);
+const scratch = new ReplyScratch();
 
 export function encodeReply(context: BidContext, decision: Decision): Uint8Array {
-  const need = replyBound(context, decision);
-  if (need > scratch.length) scratch = Buffer.alloc(2 ** Math.ceil(Math.log2(need)));
-  const w = new ProtoWriter(scratch);
+  const w = scratch.writer(replyBound(context, decision));
   if (context.requestIdBytes !== null) w.setBytes(Field.REQUEST_ID, context.requestIdBytes);
   else w.setString(Field.REQUEST_ID, context.requestId);
   if (context.isPing) {
     w.setUint(Field.CODE, DecisionCode.TAKE);
-    return copy(w);
+    return ReplyScratch.reply(w);
   }
   w.setUint(Field.CODE, decision.code);
   w.setUint(Field.PROCESSING_TIME_MS, processingTimeMs(decision.processingTimeUs));
@@ -71,7 +68,7 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
     if (context.secondRequest) writeAdResults(w, decision);
   }
   if (decision.experimentTagName !== '') w.setBytes(Field.DSP_TAG_STR, names.of(decision.experimentTagName));
-  return copy(w);
+  return ReplyScratch.reply(w);
 }
 
 /** Non-finite floats are left out: the platform reads an absent factor as neutral, a NaN as who knows what. */
@@ -116,8 +113,4 @@ function replyBound(context: BidContext, decision: Decision): number {
   }
   for (const ad of decision.adResults) bytes += FIXED_BYTES + PER_CREATIVE_BYTES * ad.creatives.length;
   return bytes;
-}
-
-function copy(w: ProtoWriter): Uint8Array {
-  return new Uint8Array(w.bytes.buffer, w.bytes.byteOffset, w.pos).slice();
 }
