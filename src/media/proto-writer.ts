@@ -170,18 +170,26 @@ export class Utf8Cache {
 }
 
 /**
- * A reply's writer over scratch memory reused from reply to reply, grown to fit the reply's upper bound. The
- * reply handed out is a copy, so it may be kept (a test, a reply that waits for the socket to drain).
+ * Where replies are written: successive regions of a shared chunk, as Node's Buffer pool hands out small
+ * buffers. A reply is a view of its region, written in place (no copy, no allocation but the view), and stays
+ * valid as long as it is kept (a test, a reply that waits for the socket to drain): a chunk is never written
+ * twice, only dropped for a new one once full, and freed by the GC when its last reply is.
  */
 export class ReplyScratch {
-  private bytes = Buffer.alloc(4096);
+  private static readonly CHUNK_BYTES = 64 * 1024;
+  private current = new ProtoWriter(Buffer.allocUnsafe(ReplyScratch.CHUNK_BYTES));
+  private start = 0;
 
+  /** A writer positioned at a free region of at least `need` bytes. */
   writer(need: number): ProtoWriter {
-    if (need > this.bytes.length) this.bytes = Buffer.alloc(2 ** Math.ceil(Math.log2(need)));
-    return new ProtoWriter(this.bytes);
+    const w = this.current;
+    if (w.bytes.length - w.pos < need) this.current = new ProtoWriter(Buffer.allocUnsafe(Math.max(ReplyScratch.CHUNK_BYTES, need)));
+    this.start = this.current.pos;
+    return this.current;
   }
 
-  static reply(w: ProtoWriter): Uint8Array {
-    return new Uint8Array(w.bytes.buffer, w.bytes.byteOffset, w.pos).slice();
+  /** The reply just written by the writer `writer` gave. */
+  reply(w: ProtoWriter): Uint8Array {
+    return new Uint8Array(w.bytes.buffer, w.bytes.byteOffset + this.start, w.pos - this.start);
   }
 }

@@ -64,6 +64,12 @@ export function uint64ToNumber(value: Uint64, field: string): number {
   return high * TWO_POW_32 + (value.low >>> 0);
 }
 
+/** uint64ToNumber for a uint64 read as two unsigned 32-bit words. */
+export function uint64WordsToNumber(low: number, high: number, field: string): number {
+  if (high > MAX_SAFE_HIGH_WORD) throw idOutOfRange(field, ((BigInt(high) << 32n) | BigInt(low)).toString());
+  return high * TWO_POW_32 + low;
+}
+
 function idOutOfRange(field: string, value: string): InputError {
   return new InputError('id_out_of_range', `${field} ${value} is above 2^53-1 and cannot be represented exactly`);
 }

@@ -29,6 +29,20 @@ export function parseDeviceKeyHex(hex: string, out: Uint8Array, offset = 0): boo
   return true;
 }
 
+/** parseDeviceKeyHex for 32 bytes of ASCII hex at buf[start]. */
+export function parseDeviceKeyHexBytes(buf: Uint8Array, start: number, out: Uint8Array): boolean {
+  for (let i = 0; i < 16; i++) {
+    const hi = buf[start + 2 * i]!;
+    const lo = buf[start + 2 * i + 1]!;
+    if (hi > 127 || lo > 127) return false;
+    const h = HEX_VALUE[hi]!;
+    const l = HEX_VALUE[lo]!;
+    if (h < 0 || l < 0) return false;
+    out[i] = (h << 4) | l;
+  }
+  return true;
+}
+
 export function deviceKeyToHex(key: Uint8Array, offset = 0): string {
   return Buffer.from(key.buffer, key.byteOffset + offset, DEVICE_KEY_BYTES).toString('hex');
 }

@@ -54,7 +54,7 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
   const w = scratch.writer(replyBound(context, decision));
   w.string(Field.REQUEST_ID, context.requestId);
   w.uint(Field.CODE, context.isPing ? 0 : decision.code);
-  if (context.isPing) return ReplyScratch.reply(w);
+  if (context.isPing) return scratch.reply(w);
   w.bytesField(Field.REASON, names.of(decision.reason));
   for (const strategy of decision.strategies) writeStrategy(w, decision, strategy);
   for (const ad of decision.adResults) {
@@ -75,7 +75,7 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
   w.uint(Field.EXPERIMENT_TAG, decision.experimentTag);
   w.bytesField(Field.EXPERIMENT_TAG_NAME, names.of(decision.experimentTagName));
   w.bytesField(Field.BOOK_VERSION, names.of(decision.bookVersion));
-  return ReplyScratch.reply(w);
+  return scratch.reply(w);
 }
 
 function writeStrategy(w: ProtoWriter, decision: Decision, strategy: StrategyDecision): void {

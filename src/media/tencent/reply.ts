@@ -55,7 +55,7 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
   else w.setString(Field.REQUEST_ID, context.requestId);
   if (context.isPing) {
     w.setUint(Field.CODE, DecisionCode.TAKE);
-    return ReplyScratch.reply(w);
+    return scratch.reply(w);
   }
   w.setUint(Field.CODE, decision.code);
   w.setUint(Field.PROCESSING_TIME_MS, processingTimeMs(decision.processingTimeUs));
@@ -68,7 +68,7 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
     if (context.secondRequest) writeAdResults(w, decision);
   }
   if (decision.experimentTagName !== '') w.setBytes(Field.DSP_TAG_STR, names.of(decision.experimentTagName));
-  return ReplyScratch.reply(w);
+  return scratch.reply(w);
 }
 
 /** Non-finite floats are left out: the platform reads an absent factor as neutral, a NaN as who knows what. */
