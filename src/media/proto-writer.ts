@@ -80,6 +80,12 @@ export class ProtoWriter {
     this.pos += value.length;
   }
 
+  /** Bytes that already are whole fields. */
+  append(fields: Uint8Array): void {
+    this.bytes.set(fields, this.pos);
+    this.pos += fields.length;
+  }
+
   /** At most 3 bytes per UTF-16 unit, plus the tag and length. */
   string(field: number, value: string): void {
     if (value.length === 0) return;

@@ -116,6 +116,42 @@ describe('the ring of blocks', () => {
   });
 });
 
+describe('the fields every record of a media shares', () => {
+  test('follow the media, the model version and the parts from record to record, in any order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rta-log-constants-'));
+    const config = { ...loadConfig({ env: {} }).decisionLog, dir, flushMillis: 60_000 };
+    const counter = new HotCounter('t_records_total', 'test', ['result'] as const, new Registry());
+    const recorder = await DecisionLogRecorder.open(config, 5, counter, (error) => {
+      throw error;
+    });
+    // Parts as a reload swaps them: facts of an excluded device, which read nothing of the parts but their versions.
+    const parts = (book: string, store: string) => ({ book: { version: book, layerCount: 0 }, store: { version: store }, scorer: { modelNames: [] } });
+    const factsOf = (p: ReturnType<typeof parts>) =>
+      ({ parts: p, deviceKey: new Uint8Array(16), records: null, recordOffset: 0, scores: new Float32Array(0), scoresOffset: 0, mask: new Uint8Array(0), excludedBy: 'excl', candidates: 0 }) as unknown as Decision['facts'];
+    const before = parts('book-1', 'store-1');
+    const after = parts('book-2', 'store-1');
+    const cases = [
+      { media: 'native', modelVersion: 'm@1', facts: factsOf(before) },
+      { media: 'tencent', modelVersion: 'm@1', facts: factsOf(before) },
+      { media: 'native', modelVersion: 'm@1', facts: null },
+      { media: 'native', modelVersion: 'm@2', facts: factsOf(after) },
+      { media: 'tencent', modelVersion: 'm@2', facts: factsOf(after) },
+      { media: 'native', modelVersion: 'm@2', facts: factsOf(after) },
+    ];
+    for (const [i, c] of cases.entries()) recorder.record({ ...context, media: c.media, requestId: `c${i}` }, { ...decision, modelVersion: c.modelVersion, facts: c.facts }, Date.now(), null);
+    await recorder.close();
+    const entries = [...readDecisionLog([dir])];
+    expect(entries.map((e) => [e.traceId, e.media, e.modelVersion, e.bookVersion, e.storeVersion, e.thread])).toEqual([
+      ['c0', 'native', 'm@1', 'book-1', 'store-1', 5],
+      ['c1', 'tencent', 'm@1', 'book-1', 'store-1', 5],
+      ['c2', 'native', 'm@1', '', '', 5],
+      ['c3', 'native', 'm@2', 'book-2', 'store-1', 5],
+      ['c4', 'tencent', 'm@2', 'book-2', 'store-1', 5],
+      ['c5', 'native', 'm@2', 'book-2', 'store-1', 5],
+    ]);
+  });
+});
+
 describe('the files', () => {
   test('rotated past maxFileBytes, the oldest deleted past maxTotalBytes, every record readable', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rta-log-files-'));

@@ -1,5 +1,6 @@
 import type { Config } from '../../config.js';
 import type { BidContext, Decision } from '../../engine/types.js';
+import type { EngineParts } from '../../engine/engine.js';
 import { decidedVerdict, hasCoefficient, hasValue, Verdict, type StrategyBook } from '../../strategy/book.js';
 import type { HotCounter } from '../hot-metrics.js';
 import { DecisionLogFiles } from './files.js';
@@ -47,6 +48,12 @@ function recordBound(context: BidContext, decision: Decision, raw: RawBytes | nu
   return bytes;
 }
 
+interface ConstantFields {
+  modelVersion: string;
+  parts: EngineParts | null;
+  bytes: Uint8Array;
+}
+
 export class DecisionLogRecorder {
   private readonly free: Buffer[] = [];
   private block: Buffer | null;
@@ -57,6 +64,8 @@ export class DecisionLogRecorder {
   private strategyIds: Uint8Array[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly utf8 = new Utf8Cache();
+  /** Per media (a handful), its records' constant fields without parts (pings, refusals) and with them. */
+  private readonly constants = new Map<string, [ConstantFields | null, ConstantFields | null]>();
 
   constructor(
     private readonly config: DecisionLogConfig,
@@ -134,7 +143,7 @@ export class DecisionLogRecorder {
   private encode(w: ProtoWriter, context: BidContext, decision: Decision, timeMs: number, raw: RawBytes | null): void {
     const record = w.begin();
     w.uint(1, timeMs);
-    w.bytesField(2, this.utf8.of(context.media));
+    w.append(this.constantFields(context.media, decision.modelVersion, decision.facts?.parts ?? null));
     if (context.requestIdBytes !== null) w.bytesField(3, context.requestIdBytes);
     else w.string(3, context.requestId);
     const facts = decision.facts;
@@ -151,14 +160,10 @@ export class DecisionLogRecorder {
     w.uint(13, decision.cacheTtlSeconds);
     w.uint(14, decision.experimentTag);
     w.bytesField(15, this.utf8.of(decision.experimentTagName));
-    w.bytesField(17, this.utf8.of(decision.modelVersion));
     w.uint(19, decision.processingTimeUs);
-    w.uint(24, this.thread);
     if (facts !== null) {
-      const { book, store } = facts.parts;
+      const { book } = facts.parts;
       w.bool(8, facts.records !== null);
-      w.bytesField(16, this.utf8.of(book.version));
-      w.bytesField(18, this.utf8.of(store.version));
       const decided = facts.excludedBy === null && decision.modelVersion !== '';
       if (facts.excludedBy !== null) w.bytesField(20, this.utf8.of(facts.excludedBy));
       else this.encodeVerdicts(w, book, facts.mask, decision);
@@ -179,6 +184,31 @@ export class DecisionLogRecorder {
       w.bytesField(27, this.utf8.of(raw.contentType));
     }
     w.end(record);
+  }
+
+  /**
+   * The fields every record of a media shares while the parts stay: media (2), model version (17), thread (24),
+   * book and store versions (16, 18). Written once per change and copied as one run of bytes: a field's place in
+   * a message does not matter to a reader.
+   */
+  private constantFields(media: string, modelVersion: string, parts: EngineParts | null): Uint8Array {
+    let slots = this.constants.get(media);
+    if (slots === undefined) this.constants.set(media, (slots = [null, null]));
+    const slot = parts === null ? 0 : 1;
+    const known = slots[slot];
+    if (known !== null && known.modelVersion === modelVersion && known.parts === parts) return known.bytes;
+    const strings = [media, modelVersion, parts?.book.version ?? '', parts?.store.version ?? ''];
+    const w = new ProtoWriter(Buffer.alloc(16 + 3 * strings.reduce((sum, text) => sum + text.length, 0)));
+    w.bytesField(2, this.utf8.of(media));
+    w.bytesField(17, this.utf8.of(modelVersion));
+    w.uint(24, this.thread);
+    if (parts !== null) {
+      w.bytesField(16, this.utf8.of(parts.book.version));
+      w.bytesField(18, this.utf8.of(parts.store.version));
+    }
+    const bytes = new Uint8Array(w.bytes.subarray(0, w.pos));
+    slots[slot] = { modelVersion, parts, bytes };
+    return bytes;
   }
 
   private encodeVerdicts(w: ProtoWriter, book: StrategyBook, mask: Uint8Array, decision: Decision): void {
