@@ -92,12 +92,12 @@ export function mediaRoute(media: ServedMedia, engine: Engine, limits: RouteLimi
       refuse(res, metrics, '405 Method Not Allowed', 'method_not_allowed', `use POST for ${req.getUrl()}`, false, 'POST');
       return;
     }
-    const declaredLength = req.getHeader('content-length');
+    const declaredLength = req.getHeader(CONTENT_LENGTH_KEY);
     if (declaredLength !== '' && Number(declaredLength) > limits.maxBodyBytes) {
       refuse(res, metrics, '413 Payload Too Large', 'body_too_large', `body of ${declaredLength} bytes exceeds the limit of ${limits.maxBodyBytes}`, true);
       return;
     }
-    const request = new MediaRequest(shared, res, req.getHeader('content-type'));
+    const request = new MediaRequest(shared, res, req.getHeader(CONTENT_TYPE_KEY));
     res.onAborted(() => request.abort());
     // An exception escaping a uWebSockets.js callback ends the process: this is the route's last boundary.
     res.onData((chunk, isLast) => {
@@ -337,9 +337,11 @@ class MediaRequest implements DecisionSink {
 
 const UTF8 = new TextEncoder();
 
-/** uWS copies bytes it is given as they are; a string it must first convert to UTF-8, on every reply. */
+/** uWS takes bytes as they are; a string it must first convert to UTF-8, on every request. */
 const STATUS_OK = Buffer.from('200 OK');
 const CONTENT_TYPE = Buffer.from('Content-Type');
+const CONTENT_LENGTH_KEY = Buffer.from('content-length');
+const CONTENT_TYPE_KEY = Buffer.from('content-type');
 /** The adapters' few content types, as bytes. */
 const contentTypes = new Map<string, Buffer>();
 function headerBytes(value: string): Buffer {

@@ -64,8 +64,11 @@ export class DecisionLogRecorder {
   private strategyIds: Uint8Array[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly utf8 = new Utf8Cache();
-  /** Per media (a handful), its records' constant fields without parts (pings, refusals) and with them. */
-  private readonly constants = new Map<string, [ConstantFields | null, ConstantFields | null]>();
+  /**
+   * Per media (a handful), its records' constant fields for the few combinations that alternate from record to
+   * record: without parts (refusals) or with them, without a model version (excluded before scoring) or with one.
+   */
+  private readonly constants = new Map<string, ConstantFields[]>();
 
   constructor(
     private readonly config: DecisionLogConfig,
@@ -192,11 +195,9 @@ export class DecisionLogRecorder {
    * a message does not matter to a reader.
    */
   private constantFields(media: string, modelVersion: string, parts: EngineParts | null): Uint8Array {
-    let slots = this.constants.get(media);
-    if (slots === undefined) this.constants.set(media, (slots = [null, null]));
-    const slot = parts === null ? 0 : 1;
-    const known = slots[slot];
-    if (known !== null && known.modelVersion === modelVersion && known.parts === parts) return known.bytes;
+    let known = this.constants.get(media);
+    if (known === undefined) this.constants.set(media, (known = []));
+    for (const entry of known) if (entry.modelVersion === modelVersion && entry.parts === parts) return entry.bytes;
     const strings = [media, modelVersion, parts?.book.version ?? '', parts?.store.version ?? ''];
     const w = new ProtoWriter(Buffer.alloc(16 + 3 * strings.reduce((sum, text) => sum + text.length, 0)));
     w.bytesField(2, this.utf8.of(media));
@@ -207,7 +208,9 @@ export class DecisionLogRecorder {
       w.bytesField(18, this.utf8.of(parts.store.version));
     }
     const bytes = new Uint8Array(w.bytes.subarray(0, w.pos));
-    slots[slot] = { modelVersion, parts, bytes };
+    // After a reload the old parts' entries are never asked for again: the oldest goes once there are four.
+    if (known.length === 4) known.shift();
+    known.push({ modelVersion, parts, bytes });
     return bytes;
   }
 
