@@ -9,14 +9,15 @@ import { spread } from './stats.js';
 import { DEFAULT_MIX, encodeTraffic, generateTraffic, readBookIds, type TrafficMix } from './traffic.js';
 
 /**
- * Instructions per request, per traffic class, through the real server: the built engine (`dist/server/main.js` of
- * a checkout) under callgrind, one serving thread, real uWebSockets.js on a loopback socket, each request sent
+ * Instructions per request, per traffic class and per stage, through the real server: the built engine
+ * (`dist/server/main.js` of a checkout) under callgrind, one serving thread, real uWebSockets.js on a loopback socket, each request sent
  * alone. Start-up and warm-up run with instrumentation off; then each class is counted in its own window (zero,
  * send, dump), several rounds in a row. The count does not depend on the machine's speed or on what else runs.
  *
  * What is held still so the count repeats: `node --predictable` (no concurrent compiler or GC threads, fixed
- * seeds), one serving thread, a scoring deadline no counted request can reach (a fallback would do other work: the
- * run fails if any fired), and the same requests in the same order every time.
+ * seeds), one serving thread, a scoring deadline no counted request can reach and no load shedding (a fallback or
+ * a shed reply would do other work: the run fails if any happened), and the same requests in the same order every
+ * time. The bare server is counted the same way, for the engine's share of it.
  */
 
 export const COST_CLASSES = ['tencent-known', 'tencent-unknown', 'tencent-second', 'native-protobuf', 'native-json', 'ping'] as const;
@@ -133,6 +134,11 @@ export interface CostReport {
 /** No deadline: under valgrind even the config's maximum (50 ms) fires while V8 compiles. */
 const COUNTING_DEADLINE_MICROS = '0';
 /**
+ * No shedding: under valgrind a request takes long enough that the next one, sent as soon as its reply is read,
+ * lands in the same event-loop turn's clock past its 1 ms budget, and would be shed without being decided.
+ */
+const COUNTING_SHED_AFTER_MICROS = '0';
+/**
  * The decision log ships a block when it is full (inside a request, counted) or at the flush timer. Served at
  * thousands of requests a second, blocks fill first; under valgrind the timer would ship every few dozen requests,
  * and a GC it triggers is subtracted twice (as GC and as timer work), which made rounds come out 10-30 % low.
@@ -152,7 +158,15 @@ export async function measureCost(messages: ClassMessages, options: CostOptions)
     wrap: (argv) => session.wrap(argv),
     // Attribution reads the log on the main thread, a block at a time: its work would land in whichever window a block
     // is read in. It is not the request's; bench/attribution.ts measures it per record and per event.
-    engineEnv: { ...options.env, ...CallgrindSession.ENV, RTA_APP_THREADS: '1', RTA_SCORE_DEADLINE_MICROS: COUNTING_DEADLINE_MICROS, RTA_DECISION_LOG_FLUSH_MS: COUNTING_FLUSH_MILLIS, RTA_ATTRIBUTION: 'off' },
+    engineEnv: {
+      ...options.env,
+      ...CallgrindSession.ENV,
+      RTA_APP_THREADS: '1',
+      RTA_SCORE_DEADLINE_MICROS: COUNTING_DEADLINE_MICROS,
+      RTA_SHED_AFTER_MICROS: COUNTING_SHED_AFTER_MICROS,
+      RTA_DECISION_LOG_FLUSH_MS: COUNTING_FLUSH_MILLIS,
+      RTA_ATTRIBUTION: 'off',
+    },
   });
   let client: SequentialClient | null = null;
   try {
@@ -182,6 +196,8 @@ export async function measureCost(messages: ClassMessages, options: CostOptions)
       const metrics = parsePrometheusText(await (await fetch(`${server.adminUrl}/metrics`)).text());
       const fallbacks = sumSamples(metrics, 'rta_deadline_fallbacks_total');
       if (fallbacks > 0) throw new Error(`${fallbacks} requests hit the scoring deadline under valgrind: the count is not of the normal path`);
+      const shed = sumSamples(metrics, 'rta_requests_total', { outcome: 'shed' });
+      if (shed > 0) throw new Error(`${shed} requests were shed under valgrind: the count is not of the normal path`);
     }
     for (const cost of Object.values(classes)) {
       cost.instructionsPerRequest = spread(cost.rounds).median;
