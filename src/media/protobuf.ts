@@ -91,14 +91,3 @@ export function scanIdAndFlag(message: Uint8Array, idField: number, flagField: n
   }
   return { id, flag };
 }
-
-/** `message` with length-delimited field `field` holding `bytes` written ahead of its other fields. */
-export function withBytesField(field: number, bytes: Uint8Array, message: Uint8Array): Uint8Array {
-  const writer = protobuf.Writer.create();
-  writer.uint32((field << 3) | 2).bytes(bytes);
-  const head = writer.finish();
-  const out = new Uint8Array(head.length + message.length);
-  out.set(head);
-  out.set(message, head.length);
-  return out;
-}

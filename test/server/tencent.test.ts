@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
+import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { DEVICE_ID_KIND_NAMES, DeviceIdKind } from '../../src/engine/types.js';
-import { loadProto, scanIdAndFlag, withBytesField } from '../../src/media/protobuf.js';
+import { loadProto, scanIdAndFlag } from '../../src/media/protobuf.js';
 import type { SimulatedRequest } from '../../src/media/simulated-request.js';
 import { experimentBucket } from '../../src/strategy/experiments.js';
 import { DECISIONS_ENV, startEngine, type EngineProcess } from '../support/engine-process.js';
@@ -280,7 +281,7 @@ describe('request ids that are not valid UTF-8', () => {
   ] as const)('%s echoes them byte for byte, the rest of the reply intact', async (_, overrides) => {
     const request = requestFor(personas.prime_prospect[0]!, overrides);
     // The last occurrence of a field is the one a decoder keeps: the raw id written after the client's own.
-    const body = Buffer.concat([tencent.encodeRequest(request).body, withBytesField(1, id, new Uint8Array(0))]);
+    const body = Buffer.concat([tencent.encodeRequest(request).body, protobuf.Writer.create().uint32((1 << 3) | 2).bytes(id).finish()]);
     const reply = await post(`${engine.mediaUrl}${tencent.path}`, body);
     expect(reply.status, reply.text).toBe(200);
     expect(new Uint8Array(scanIdAndFlag(reply.body, 1, 2).id!)).toEqual(id);
