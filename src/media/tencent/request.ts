@@ -109,11 +109,12 @@ export function readRequest(body: Uint8Array): BidContext {
         requestInfo = true;
         while (r.pos < end) {
           const inner = r.uint32();
-          if (inner === REQUEST_TYPE << 3) {
-            const type = r.uint32() | 0;
-            if (type === NORMAL_REQUEST || type === ADLIST_REQUEST) requestType = type;
+          if (inner !== REQUEST_TYPE << 3) {
+            r.skip(inner & 7);
+            continue;
           }
-          else r.skip(inner & 7);
+          const type = r.uint32() | 0;
+          if (type === NORMAL_REQUEST || type === ADLIST_REQUEST) requestType = type;
         }
         break;
       }
