@@ -72,7 +72,8 @@ export function stagesOf(window: WindowCount): Record<StageName, number> {
     stages[stage] = sum;
     named += sum;
   }
-  const insideJs = window.functions.get('Builtins_JSEntry [/usr/bin/node]') ?? [...window.functions].find(([name]) => name.startsWith('Builtins_JSEntry '))?.[1] ?? 0;
+  let insideJs = 0;
+  for (const [name, instructions] of window.functions) if (name.startsWith('Builtins_JSEntry ')) insideJs += instructions;
   stages[OUTSIDE_JS] = window.total - insideJs;
   stages[OTHER_JS] = insideJs - window.compile - window.gc - window.timers - named;
   return stages;

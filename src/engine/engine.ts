@@ -278,7 +278,6 @@ export class Engine {
     }
     decision.reason = reason;
     decision.cacheTtlSeconds = this.cacheSeconds(request.context.media, book.cacheTtlSeconds.fallback);
-    decision.bookVersion = book.version;
     decision.facts = request;
     return decision;
   }

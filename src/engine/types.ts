@@ -150,6 +150,11 @@ export interface Decision {
   facts: DecisionFacts | null;
 }
 
+/** The id the media knows a taken strategy by. */
+export function mediaIdOf(decision: Decision, strategy: StrategyDecision): string {
+  return decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId;
+}
+
 /** How a media's protocol plugs into the pipeline; its folder's MediaModule (media/module.ts) carries it. */
 export interface MediaAdapter {
   readonly name: string;

@@ -111,7 +111,11 @@ describe('readWindow', () => {
   ].join('\n');
 
   test('takes the total and each group once, recursion and inlined copies left out', () => {
-    expect(readWindow(annotated)).toMatchObject({ total: 51_783_077, compile: 32_446_152, gc: 2_509_966, timers: 47_099 });
+    const window = readWindow(annotated);
+    expect(window).toMatchObject({ total: 51_783_077, compile: 32_446_152, gc: 2_509_966, timers: 47_099 });
+    // Every function by name, the file prefix dropped; the recursive copy is not added in.
+    expect(window.functions.get('uv__run_timers [/usr/bin/node]')).toBe(47_099);
+    expect(window.functions.get('v8::internal::Compiler::CompileOptimized(v8::internal::Isolate*, v8::internal::Handle<v8::internal::JSFunction>) [/usr/bin/node]')).toBe(32_446_152);
   });
 
   test('refuses output without a total rather than counting zero', () => {

@@ -5,6 +5,7 @@ import { PLACEHOLDER_KEYS_HEX } from '../../src/store/device-key.js';
 
 describe('addDeviceId', () => {
   test('refuses every placeholder hash, in either case, and appends nothing', () => {
+    expect(PLACEHOLDER_KEYS_HEX.size).toBeGreaterThan(3);
     const ids: DeviceId[] = [];
     for (const hex of PLACEHOLDER_KEYS_HEX) {
       expect(addDeviceId(ids, DeviceIdKind.OAID_MD5, hex)).toBe(false);

@@ -154,10 +154,16 @@ function randomRequest(random: () => number): Uint8Array {
 describe('Tencent request reader', () => {
   test('agrees with protobufjs and the old mapping on 5,000 seeded requests', () => {
     const random = seededRandom(20261203);
+    let decoded = 0;
     for (let i = 0; i < 5000; i++) {
       const body = randomRequest(random);
-      expect(outcome(tencentAdapter.decode, body), `request ${i}: ${Buffer.from(body).toString('hex')}`).toEqual(outcome(referenceDecode, body));
+      const expected = outcome(referenceDecode, body);
+      if ('context' in expected) decoded++;
+      expect(outcome(tencentAdapter.decode, body), `request ${i}: ${Buffer.from(body).toString('hex')}`).toEqual(expected);
     }
+    // Most decode; the few refused are ids beyond 2^53.
+    expect(decoded).toBeGreaterThan(3000);
+    expect(decoded).toBeLessThan(5000);
   });
 
   test('agrees on requests with bytes changed, cut or repeated, refusals included', () => {

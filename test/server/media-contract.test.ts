@@ -107,6 +107,8 @@ for (const module of MEDIA_MODULES) {
       expect(status).toBe(200);
       expect(answer!.taken).toBe(true);
       expect(answer!.requestId).toBe(request.requestId);
+      // Every protocol carries a coefficient for what it takes, so the rules below have something to check.
+      expect(answer!.strategies.some((s) => s.coefficient !== null)).toBe(true);
       expectWithinRules(answer!);
     });
 

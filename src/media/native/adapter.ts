@@ -6,6 +6,7 @@ import {
   DEVICE_ID_KIND_NAMES,
   Os,
   SHED_REASON,
+  mediaIdOf,
   type BidContext,
   type CandidateAd,
   type CandidateCreative,
@@ -241,7 +242,7 @@ function fromJson(json: NativeRequestJson): NativeRequestMessage {
 
 function toStrategyMessage(decision: Decision, strategy: StrategyDecision) {
   return {
-    strategy_id: decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId,
+    strategy_id: mediaIdOf(decision, strategy),
     coefficient: finiteOr0(strategy.coefficient),
     creative_id: strategy.creativeId,
     cpa_price_fen: strategy.cpaPriceFen,

@@ -1,4 +1,4 @@
-import type { BidContext, Decision, StrategyDecision } from '../../engine/types.js';
+import { mediaIdOf, type BidContext, type Decision, type StrategyDecision } from '../../engine/types.js';
 import { ProtoWriter, ReplyScratch, Utf8Cache } from '../proto-writer.js';
 
 /**
@@ -54,7 +54,7 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
   const w = scratch.writer(replyBound(context, decision));
   w.string(Field.REQUEST_ID, context.requestId);
   w.uint(Field.CODE, context.isPing ? 0 : decision.code);
-  if (context.isPing) return scratch.reply(w);
+  if (context.isPing) return scratch.reply();
   w.bytesField(Field.REASON, names.of(decision.reason));
   for (const strategy of decision.strategies) writeStrategy(w, decision, strategy);
   for (const ad of decision.adResults) {
@@ -75,12 +75,12 @@ export function encodeReply(context: BidContext, decision: Decision): Uint8Array
   w.uint(Field.EXPERIMENT_TAG, decision.experimentTag);
   w.bytesField(Field.EXPERIMENT_TAG_NAME, names.of(decision.experimentTagName));
   w.bytesField(Field.BOOK_VERSION, names.of(decision.bookVersion));
-  return scratch.reply(w);
+  return scratch.reply();
 }
 
 function writeStrategy(w: ProtoWriter, decision: Decision, strategy: StrategyDecision): void {
   const message = w.beginField(Field.DECISIONS);
-  w.bytesField(StrategyField.STRATEGY_ID, names.of(decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId));
+  w.bytesField(StrategyField.STRATEGY_ID, names.of(mediaIdOf(decision, strategy)));
   w.float32(StrategyField.COEFFICIENT, finiteOr0(strategy.coefficient));
   w.uint(StrategyField.CREATIVE_ID, strategy.creativeId);
   w.uint(StrategyField.CPA_PRICE_FEN, strategy.cpaPriceFen);
@@ -104,10 +104,7 @@ export function wholeMicroseconds(processingTimeUs: number): number {
 function replyBound(context: BidContext, decision: Decision): number {
   let bytes =
     FIXED_BYTES + 3 * (context.requestId.length + decision.reason.length + decision.modelVersion.length + decision.experimentTagName.length + decision.bookVersion.length);
-  for (const strategy of decision.strategies) {
-    const id = decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId;
-    bytes += FIXED_BYTES + 3 * (id.length + strategy.experimentTagName.length);
-  }
+  for (const strategy of decision.strategies) bytes += FIXED_BYTES + 3 * (mediaIdOf(decision, strategy).length + strategy.experimentTagName.length);
   for (const ad of decision.adResults) bytes += FIXED_BYTES + PER_CREATIVE_BYTES * ad.creatives.length;
   return bytes;
 }

@@ -3,6 +3,7 @@ import {
   DecisionCode,
   DeviceIdKind,
   Os,
+  mediaIdOf,
   type BidContext,
   type Decision,
   type DeviceId,
@@ -129,7 +130,7 @@ export const oceanAdapter: MediaAdapter = {
   encode(context: BidContext, decision: Decision): EncodedReply {
     const taken = new Map<string, StrategyDecision>();
     if (decision.code === DecisionCode.TAKE) {
-      for (const s of decision.strategies) taken.set(decision.mediaStrategyIds.get(s.strategyId) ?? s.strategyId, s);
+      for (const s of decision.strategies) taken.set(mediaIdOf(decision, s), s);
     }
     const userInfos: UserInfoFields[] = [];
     for (const rtaId of context.askedStrategyIds ?? []) {
@@ -144,7 +145,7 @@ export const oceanAdapter: MediaAdapter = {
       cache_time_secs: decision.cacheTtlSeconds,
     };
     if (decision.experimentTag >= 1 && decision.experimentTag <= MAX_CUS_VID) message.cus_vid = decision.experimentTag;
-    return { body: Rsp.encode(Rsp.fromObject(message)).finish(), contentType: CONTENT_TYPE };
+    return { body: Rsp.encode(message).finish(), contentType: CONTENT_TYPE };
   },
 };
 

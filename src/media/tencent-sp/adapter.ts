@@ -2,6 +2,7 @@ import {
   DecisionCode,
   DeviceIdKind,
   Os,
+  mediaIdOf,
   type BidContext,
   type Decision,
   type DeviceId,
@@ -107,7 +108,7 @@ export const tencentSpAdapter: MediaAdapter = {
   encode(context: BidContext, decision: Decision): EncodedReply {
     const strategies: Record<string, StrategyFields> = {};
     if (decision.code === DecisionCode.TAKE) {
-      for (const strategy of decision.strategies) strategies[decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId] = yes(strategy);
+      for (const strategy of decision.strategies) strategies[mediaIdOf(decision, strategy)] = yes(strategy);
     }
     for (const id of decision.mediaStrategyIds.values()) strategies[id] ??= { voting: Voting.VOTING_NO! };
     return { body: RTASPResponse.encode({ id: context.requestId, strategy_list: strategies }).finish(), contentType: CONTENT_TYPE };

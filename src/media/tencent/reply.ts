@@ -1,4 +1,4 @@
-import { DecisionCode, type BidContext, type Decision, type StrategyDecision } from '../../engine/types.js';
+import { DecisionCode, mediaIdOf, type BidContext, type Decision, type StrategyDecision } from '../../engine/types.js';
 import { ProtoWriter, ReplyScratch, Utf8Cache } from '../proto-writer.js';
 
 /**
@@ -48,27 +48,30 @@ const PER_CREATIVE_BYTES = 24;
 
 const names = new Utf8Cache();
 const scratch = new ReplyScratch();
+/** The taken strategies' ids as the media knows them, UTF-8, for this reply: each is written twice. */
+const ids: Uint8Array[] = [];
 
 export function encodeReply(context: BidContext, decision: Decision): Uint8Array {
+  ids.length = 0;
+  if (decision.code === DecisionCode.TAKE) for (const strategy of decision.strategies) ids.push(names.of(mediaIdOf(decision, strategy)));
   const w = scratch.writer(replyBound(context, decision));
   if (context.requestIdBytes !== null) w.setBytes(Field.REQUEST_ID, context.requestIdBytes);
   else w.setString(Field.REQUEST_ID, context.requestId);
   if (context.isPing) {
     w.setUint(Field.CODE, DecisionCode.TAKE);
-    return scratch.reply(w);
+    return scratch.reply();
   }
   w.setUint(Field.CODE, decision.code);
   w.setUint(Field.PROCESSING_TIME_MS, processingTimeMs(decision.processingTimeUs));
   w.setUint(Field.RESPONSE_CACHE_TIME, decision.cacheTtlSeconds);
   if (decision.experimentTag !== 0) w.setUint(Field.DSP_TAG, decision.experimentTag);
   if (decision.code === DecisionCode.TAKE) {
-    const { strategies, mediaStrategyIds } = decision;
-    for (const strategy of strategies) w.setBytes(Field.OUT_TARGET_ID, names.of(mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId));
-    for (const strategy of strategies) writeTargetInfo(w, names.of(mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId), strategy);
+    for (const id of ids) w.setBytes(Field.OUT_TARGET_ID, id);
+    for (let i = 0; i < ids.length; i++) writeTargetInfo(w, ids[i]!, decision.strategies[i]!);
     if (context.secondRequest) writeAdResults(w, decision);
   }
   if (decision.experimentTagName !== '') w.setBytes(Field.DSP_TAG_STR, names.of(decision.experimentTagName));
-  return scratch.reply(w);
+  return scratch.reply();
 }
 
 /** Non-finite floats are left out: the platform reads an absent factor as neutral, a NaN as who knows what. */
@@ -104,13 +107,11 @@ function processingTimeMs(processingTimeUs: number): number {
   return processingTimeUs > 0 ? Math.min(MAX_INT32, Math.ceil(processingTimeUs / 1000)) : 0;
 }
 
-/** At most 3 bytes of UTF-8 per UTF-16 unit of a string. */
+/** At most 3 bytes of UTF-8 per UTF-16 unit of a string; the ids are bytes already. */
 function replyBound(context: BidContext, decision: Decision): number {
   let bytes = FIXED_BYTES + 3 * (context.requestId.length + decision.experimentTagName.length) + (context.requestIdBytes?.length ?? 0);
-  for (const strategy of decision.strategies) {
-    const id = decision.mediaStrategyIds.get(strategy.strategyId) ?? strategy.strategyId;
-    bytes += FIXED_BYTES + 6 * id.length + 3 * strategy.experimentTagName.length;
-  }
+  for (const id of ids) bytes += FIXED_BYTES + 2 * id.length;
+  for (const strategy of decision.strategies) bytes += 3 * strategy.experimentTagName.length;
   for (const ad of decision.adResults) bytes += FIXED_BYTES + PER_CREATIVE_BYTES * ad.creatives.length;
   return bytes;
 }
