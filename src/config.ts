@@ -73,6 +73,13 @@ const configSchema = z
         /** Serving threads in app-per-thread mode. */
         appThreads: z.number().int().min(1).max(256).default(availableParallelism()),
         /**
+         * App-per-thread mode on Linux: the main thread's nice value once the serving threads run (0 leaves it).
+         * It shares the cores with them, and its work (attribution reading the decision log, controllers, admin,
+         * scrapes) can wait while theirs cannot: at the same priority its bursts held requests past the scoring
+         * deadline. Threads it starts later (model preparation, the learner) inherit it. See README, "Threads".
+         */
+        mainThreadNice: z.number().int().min(0).max(19).default(19),
+        /**
          * Load shedding: a request whose serving thread has already spent this long on the current event-loop turn
          * waited at least that long behind the turn's other requests, so it is answered at once with the shed answer
          * (a reject, not scored) instead of joining the queue. 0 switches shedding off. See README, "Overload".
@@ -296,6 +303,7 @@ const ENV_OVERRIDES: Record<string, { path: string[]; kind: 'int' | 'number' | '
   ),
   RTA_SERVER_MODE: { path: ['server', 'mode'], kind: 'string' },
   RTA_APP_THREADS: { path: ['server', 'appThreads'], kind: 'int' },
+  RTA_MAIN_THREAD_NICE: { path: ['server', 'mainThreadNice'], kind: 'int' },
   RTA_SHED_AFTER_MICROS: { path: ['server', 'shedAfterMicros'], kind: 'int' },
   RTA_MAX_BODY_BYTES: { path: ['server', 'maxBodyBytes'], kind: 'int' },
   RTA_SCORE_DEADLINE_MICROS: { path: ['engine', 'scoreDeadlineMicros'], kind: 'int' },

@@ -148,6 +148,14 @@ export class Attribution {
         this.set(oldest === null ? 0 : (Date.now() - oldest) / 1000);
       },
     });
+    new Gauge({
+      name: 'rta_attribution_log_backlog_bytes',
+      help: 'Decision log bytes attribution had not read yet, as its latest read found them: about a second of log when it keeps up; growing when it does not.',
+      registers: [registry],
+      collect() {
+        this.set(attribution.follower.backlogBytes);
+      },
+    });
     const readErrors = new Counter({ name: 'rta_attribution_log_read_errors_total', help: 'Failed reads of the decision log by attribution (logged).', registers: [registry] });
     this.follower = new DecisionLogFollower(
       logDir,

@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, getPriority, setPriority } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { Attribution } from '../attribution/attribution.js';
@@ -170,6 +170,21 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
+/**
+ * Lowers this thread's priority below the serving threads' (Linux: a nice value is per thread, and 0 names the
+ * calling one), so the kernel gives a core to a request before it gives it to the log reading, controllers or
+ * admin. Never raised back: an unprivileged process cannot, which is why it comes after the threads started.
+ */
+function yieldToServingThreads(nice: number): void {
+  if (nice === 0 || process.platform !== 'linux') return;
+  try {
+    setPriority(0, nice);
+    log('info', 'main_thread_niced', { nice: getPriority(0) });
+  } catch (err) {
+    log('warn', 'main_thread_nice_failed', { nice, message: (err as Error).message });
+  }
+}
+
 /** One I/O thread (this one) running the pipeline, scores computed in micro-batches on a piscina pool. */
 async function startScoringPool(uws: Uws, config: Config): Promise<MediaServer> {
   const runtime = await boot(config, { scoring: 'pool', processMetrics: true });
@@ -231,6 +246,7 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
   // Every thread must bind the same port number, so "any free port" is resolved to one here.
   const port = config.server.port === 0 ? await freePort(config.server.host) : config.server.port;
   const threads = await ServingThreads.start({ config, store: shared, port }, config.server.appThreads, metrics, () => process.exit(1));
+  yieldToServingThreads(config.server.mainThreadNice);
   return {
     port,
     metrics,

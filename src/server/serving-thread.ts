@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../config.js';
 import type { PreparedModels } from '../scoring/manifest.js';
@@ -66,8 +67,22 @@ function crash(error: unknown): void {
 process.on('uncaughtException', crash);
 process.on('unhandledRejection', crash);
 
+/**
+ * A replacement thread is started by the main thread after it lowered its own priority, and inherits it: it asks
+ * for the serving priority back, which the kernel grants only to a privileged process (CAP_SYS_NICE).
+ */
+function takeServingPriority(thread: number): void {
+  if (process.platform !== 'linux' || getPriority(0) === 0) return;
+  try {
+    setPriority(0, 0);
+  } catch {
+    log('warn', 'serving_thread_niced', { thread, nice: getPriority(0), why: 'a replacement inherits the main thread\'s priority; raising it needs CAP_SYS_NICE' });
+  }
+}
+
 try {
   const { config, thread } = data;
+  takeServingPriority(thread);
   const store = data.store ? EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema)) : undefined;
   const runtime = await boot(config, { scoring: 'inline', store, processMetrics: false, thread });
   const app = createMediaApp(uws, runtime, config);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -74,6 +74,29 @@ describe('probes and metrics', () => {
       expect(response.status, path).toBe(404);
       expect(await response.text()).not.toContain('rta_requests_total');
     }
+  });
+});
+
+describe('thread priorities', () => {
+  /** Each thread's nice value and the CPU it has used, from /proc (Linux). */
+  const tasks = (pid: number) =>
+    readdirSync(`/proc/${pid}/task`).map((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return { tid: Number(tid), cpuTicks: Number(fields[11]) + Number(fields[12]), nice: Number(fields[16]) };
+    });
+
+  test.skipIf(process.platform !== 'linux')('the main thread yields to the serving threads: it runs at nice 19, the thread doing the requests at 0', async () => {
+    const pid = engine.child.pid!;
+    const before = new Map(tasks(pid).map((t) => [t.tid, t.cpuTicks]));
+    const request = requestFor(personas.prime_prospect[0]!);
+    for (let i = 0; i < 40; i++) await Promise.all(Array.from({ length: 25 }, () => send(engine, tencent, request)));
+    const after = tasks(pid);
+    expect(after.find((t) => t.tid === pid)!.nice).toBe(19);
+    const busiest = after.filter((t) => t.tid !== pid).sort((a, b) => b.cpuTicks - before.get(b.tid)! - (a.cpuTicks - before.get(a.tid)!))[0]!;
+    expect(busiest.cpuTicks).toBeGreaterThan(before.get(busiest.tid)!);
+    expect(busiest.nice).toBe(0);
+    expect(engine.output()).toContain('"event":"main_thread_niced","nice":19');
   });
 });
 
