@@ -2,10 +2,11 @@
  * What attribution costs, in process, on the main thread where the engine runs it: reading the decision log (per
  * decision record), joining posted events (per event), and the memory per remembered taken decision. The log is
  * the real one: the engine decides the in-process benchmarks' Tencent requests and a DecisionLogRecorder writes
- * them to files; each pass reads them with a fresh Attribution. Run: npm run bench:attribution
+ * them to files; each pass reads them with a fresh Attribution, at the priority of the engine's main thread
+ * (server.mainThreadNice), where the reading does not pause (src/attribution/follower.ts). Run: npm run bench:attribution
  */
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { Attribution } from '../src/attribution/attribution.js';
@@ -31,6 +32,7 @@ const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc (npm run bench:attribution does)');
 
 const config = loadConfig({ env: {} });
+if (process.platform === 'linux') setPriority(0, config.server.mainThreadNice);
 const profile = loadProfileSchema(config.store.profileSchema);
 const { store } = loadSnapshot(config.store.snapshot, profile);
 const scorer = new BatchScorer(config.scoring.manifest, config.store.profileSchema);

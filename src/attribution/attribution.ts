@@ -5,7 +5,7 @@ import { Verdict } from '../strategy/book.js';
 import { parseEventBatch, type OutcomeEvent, type RefusedEvent } from './events.js';
 import { DecisionLogFollower } from './follower.js';
 import type { RedisClient } from '../store/redis-client.js';
-import { LocalDecisions, type Claim, type DecisionStore } from './decision-store.js';
+import { LocalDecisions, type Claim, type Decision, type DecisionStore } from './decision-store.js';
 import { DecisionMemory, type DecidedDevice, type NewTake } from './memory.js';
 import { RedisDecisions } from './redis-decisions.js';
 import { OutcomeLog } from './outcome-log.js';
@@ -81,7 +81,10 @@ export class Attribution {
   /** Model version -> the risk model's place among its scores. */
   private readonly riskIndex = new Map<string, number>();
   private readonly scanned = scannedRecord();
+  /** Reused from record to record: the decision stores copy what they keep. */
   private readonly takes: NewTake[] = [];
+  private readonly device: DecidedDevice = { keys: new Uint8Array(0), at: 0, known: false, os: 0 };
+  private readonly remembered: Omit<Decision, 'ref'> = { timeMs: 0, risk: 0, book: '', takes: this.takes, device: null };
   private readonly outcomes: Counter<'result'>;
   private readonly refusedEvents: Counter<'reason'>;
   private recordsRead = 0;
@@ -257,15 +260,32 @@ export class Attribution {
     if (r.test) return;
     if (this.firstDecisionMs === null || r.timeMs < this.firstDecisionMs) this.firstDecisionMs = r.timeMs;
     const takes = this.takes;
-    takes.length = 0;
+    let taken = 0;
     for (let i = 0; i < r.strategyCount; i++) {
-      const taken = r.verdicts[i] === Verdict.TAKEN;
-      this.results.countDecision(r.strategyIds[i]!, r.armNames[i]!, r.bookVersion, taken ? r.creativeIds[i]! : null);
-      if (taken) takes.push({ strategyId: r.strategyIds[i]!, arm: r.armNames[i]!, creativeId: r.creativeIds[i]! });
+      const isTaken = r.verdicts[i] === Verdict.TAKEN;
+      this.results.countDecision(r.strategyIds[i]!, r.armNames[i]!, r.bookVersion, isTaken ? r.creativeIds[i]! : null);
+      if (!isTaken) continue;
+      const take = takes[taken] ?? (takes[taken] = { strategyId: '', arm: '', creativeId: 0 });
+      take.strategyId = r.strategyIds[i]!;
+      take.arm = r.armNames[i]!;
+      take.creativeId = r.creativeIds[i]!;
+      taken++;
     }
-    if (takes.length === 0 || r.timeMs < Date.now() - this.windowMs) return;
-    const device = r.deviceKeyAt < 0 ? null : { keys: bytes, at: r.deviceKeyAt, known: r.known, os: r.os };
-    this.decisions.remember(r.media, r.traceId, { timeMs: r.timeMs, risk: scoreAt(bytes, r, this.riskIndexOf(r.modelVersion)), book: r.bookVersion, takes, device });
+    takes.length = taken;
+    if (taken === 0 || r.timeMs < Date.now() - this.windowMs) return;
+    const decision = this.remembered;
+    decision.timeMs = r.timeMs;
+    decision.risk = scoreAt(bytes, r, this.riskIndexOf(r.modelVersion));
+    decision.book = r.bookVersion;
+    if (r.deviceKeyAt < 0) decision.device = null;
+    else {
+      const device = (decision.device = this.device);
+      device.keys = bytes;
+      device.at = r.deviceKeyAt;
+      device.known = r.known;
+      device.os = r.os;
+    }
+    this.decisions.remember(r.media, r.traceId, decision);
   }
 
   /** The log up to its end, and what it held written to the decision store. */

@@ -77,7 +77,8 @@ export class DecisionMemory {
    * used. Events already joined to a strategy's take stay joined, so re-posting them is still a duplicate.
    */
   remember(media: string, traceId: string, timeMs: number, risk: number, bookVersion: string, takes: readonly NewTake[], device: DecidedDevice | null): void {
-    const replaced = this.find(media, traceId);
+    const traceIds = this.index.get(media) ?? this.index.set(media, new Map()).get(media)!;
+    const replaced = traceIds.get(traceId) ?? -1;
     if (this.next - this.oldest === this.capacity) {
       this.forgetOldest();
       this.onForget('full', 1);
@@ -89,10 +90,12 @@ export class DecisionMemory {
     this.timeMs[slot] = timeMs;
     this.risk[slot] = risk;
     this.deviceBits[slot] = device === null ? 0 : HAS_KEY | (device.known ? KNOWN : 0) | (device.os << 2);
-    if (device !== null) this.deviceKeys.set(device.keys.subarray(device.at, device.at + DEVICE_KEY_BYTES), slot * DEVICE_KEY_BYTES);
+    if (device !== null) for (let i = 0; i < DEVICE_KEY_BYTES; i++) this.deviceKeys[slot * DEVICE_KEY_BYTES + i] = device.keys[device.at + i]!;
     this.book[slot] = this.names.id(bookVersion);
-    this.takeCount[slot] = Math.min(takes.length, 255);
-    for (const [t, take] of takes.slice(0, 255).entries()) {
+    const count = Math.min(takes.length, 255);
+    this.takeCount[slot] = count;
+    for (let t = 0; t < count; t++) {
+      const take = takes[t]!;
       if (t < INLINE_TAKES) {
         const at = slot * INLINE_TAKES + t;
         this.strategy[at] = this.names.id(take.strategyId);
@@ -106,7 +109,7 @@ export class DecisionMemory {
       }
     }
     if (replaced >= 0 && replaced >= this.oldest) this.carrySeen(replaced, sequence);
-    (this.index.get(media) ?? this.index.set(media, new Map()).get(media)!).set(traceId, sequence);
+    traceIds.set(traceId, sequence);
   }
 
   private carrySeen(from: number, to: number): void {
