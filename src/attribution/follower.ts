@@ -20,9 +20,9 @@ const READ_BYTES = 4 * 1024 * 1024;
  * thread (in scoring-pool mode it is the serving thread), and once the kernel gives a busy thread the core it may
  * keep it for a millisecond or more: one long run (a second of log is about 20,000 records, 70 ms) held requests
  * past the 1.5 ms scoring deadline. Runs of half a millisecond with real sleeps between them do not, for the
- * price of a ceiling (a third of a core, about 90,000 records a second at the 3.7 us a record measured on a 2-vCPU
- * AMD EPYC VM; beyond it the backlog, rta_attribution_log_backlog_bytes, grows) and of the wake-ups, which made
- * each record cost about 30 % more.
+ * price of a ceiling (a third of a core, about 80,000 records a second at the 4 us a record npm run
+ * bench:attribution measures on a 2-vCPU AMD EPYC VM; beyond it the backlog, rta_attribution_log_backlog_bytes,
+ * grows) and of the wake-ups, which made each record cost about 30 % more.
  * Below the serving threads' priority (server.mainThreadNice) the kernel lets them go first, and sleeping only
  * hurts: each wake-up is a chance to cut in. Pinned to one core at 75 % of the maximum, deadline fallbacks in six
  * windows of 5 s were 15 without sleeps, 34 with half-millisecond runs and 52 with 5 ms runs.
