@@ -76,7 +76,7 @@ const configSchema = z
          * App-per-thread mode on Linux: the main thread's nice value once the serving threads run (0 leaves it).
          * It shares the cores with them, and its work (attribution reading the decision log, controllers, admin,
          * scrapes) can wait while theirs cannot: at the same priority its bursts held requests past the scoring
-         * deadline. Threads it starts later (model preparation, the learner) inherit it. See README, "Threads".
+         * deadline. Threads it starts later (model preparation, the learner) inherit it. See README, "Threading".
          */
         mainThreadNice: z.number().int().min(0).max(19).default(19),
         /**
