@@ -73,7 +73,8 @@ const configSchema = z
         /** Serving threads in app-per-thread mode. */
         appThreads: z.number().int().min(1).max(256).default(availableParallelism()),
         /**
-         * App-per-thread mode on Linux: the main thread's nice value once the serving threads run (0 leaves it).
+         * App-per-thread mode on Linux: the main thread's nice value once the serving threads run, which keep the
+         * process's own (a value at or below that, 0 say, leaves the main thread there too).
          * It shares the cores with them, and its work (attribution reading the decision log, controllers, admin,
          * scrapes) can wait while theirs cannot: at the same priority its bursts held requests past the scoring
          * deadline. Threads it starts later (model preparation, the learner) inherit it. See README, "Threading".

@@ -175,8 +175,9 @@ async function main(): Promise<void> {
  * calling one), so the kernel gives a core to a request before it gives it to the log reading, controllers or
  * admin. Never raised back: an unprivileged process cannot, which is why it comes after the threads started.
  */
-function yieldToServingThreads(nice: number): void {
-  if (nice === 0 || process.platform !== 'linux') return;
+function yieldToServingThreads(servingNice: number, nice: number): void {
+  // A process started below the default priority (nice 5, say) keeps its serving threads there; 0 leaves it.
+  if (nice <= servingNice || process.platform !== 'linux') return;
   try {
     setPriority(0, nice);
     log('info', 'main_thread_niced', { nice: getPriority(0) });
@@ -245,8 +246,9 @@ async function startAppPerThread(config: Config): Promise<MediaServer> {
 
   // Every thread must bind the same port number, so "any free port" is resolved to one here.
   const port = config.server.port === 0 ? await freePort(config.server.host) : config.server.port;
-  const threads = await ServingThreads.start({ config, store: shared, port }, config.server.appThreads, metrics, () => process.exit(1));
-  yieldToServingThreads(config.server.mainThreadNice);
+  const servingNice = getPriority(0);
+  const threads = await ServingThreads.start({ config, store: shared, port, servingNice }, config.server.appThreads, metrics, () => process.exit(1));
+  yieldToServingThreads(servingNice, config.server.mainThreadNice);
   return {
     port,
     metrics,

@@ -26,6 +26,8 @@ export interface ServingThreadData {
   thread: number;
   /** The media port to listen on (the first thread's actual port when the config says 0). */
   port: number;
+  /** The nice value serving threads run at: the process's own, from before the main thread lowered itself. */
+  servingNice: number;
 }
 
 export type ToServingThread =
@@ -71,18 +73,18 @@ process.on('unhandledRejection', crash);
  * A replacement thread is started by the main thread after it lowered its own priority, and inherits it: it asks
  * for the serving priority back, which the kernel grants only to a privileged process (CAP_SYS_NICE).
  */
-function takeServingPriority(thread: number): void {
-  if (process.platform !== 'linux' || getPriority(0) === 0) return;
+function takeServingPriority(thread: number, nice: number): void {
+  if (process.platform !== 'linux' || getPriority(0) === nice) return;
   try {
-    setPriority(0, 0);
+    setPriority(0, nice);
   } catch {
-    log('warn', 'serving_thread_niced', { thread, nice: getPriority(0), why: 'a replacement inherits the main thread\'s priority; raising it needs CAP_SYS_NICE' });
+    log('warn', 'serving_thread_niced', { thread, nice: getPriority(0), servingNice: nice, why: 'a replacement inherits the main thread\'s priority; raising it needs CAP_SYS_NICE' });
   }
 }
 
 try {
   const { config, thread } = data;
-  takeServingPriority(thread);
+  takeServingPriority(thread, data.servingNice);
   const store = data.store ? EmbeddedDeviceStore.open(data.store, loadProfileSchema(config.store.profileSchema)) : undefined;
   const runtime = await boot(config, { scoring: 'inline', store, processMetrics: false, thread });
   const app = createMediaApp(uws, runtime, config);

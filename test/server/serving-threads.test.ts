@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -64,7 +65,7 @@ beforeAll(async () => {
   metrics = createMetrics({ processMetrics: false });
   const port = await freePort();
   url = `http://127.0.0.1:${port}/rta/tencent`;
-  threads = await module.ServingThreads.start({ config, store: store.shareBuffers(), port }, 2, metrics, () => {
+  threads = await module.ServingThreads.start({ config, store: store.shareBuffers(), port, servingNice: getPriority(0) }, 2, metrics, () => {
     crashLoops++;
     crashLoopHandedOver();
   });
