@@ -98,6 +98,9 @@ describe('thread priorities', () => {
     expect(busiest.cpuTicks).toBeGreaterThan(before.get(busiest.tid)!);
     expect(busiest.nice).toBe(getPriority(0));
     expect(engine.output()).toContain('"event":"main_thread_niced","nice":19');
+    const text = await scrape(engine);
+    expect(metricSum(text, 'rta_thread_nice', { thread: 'main' })).toBe(19);
+    expect(metricSum(text, 'rta_thread_nice', { thread: 'serving' })).toBe(getPriority(0));
   });
 });
 
