@@ -29,7 +29,8 @@ const READ_BYTES = 4 * 1024 * 1024;
  */
 const SLICE_MS = 0.5;
 const PAUSE_MS = 1;
-const sliceMs = () => (process.platform === 'linux' && getPriority(0) > 0 ? Infinity : SLICE_MS);
+/** SLICE_MS at the serving priority, no limit below it; asked at each read, as the thread's priority may change. */
+const runLimitMs = () => (process.platform === 'linux' && getPriority(0) > 0 ? Infinity : SLICE_MS);
 /** Records taken between two looks at the clock. */
 const RECORDS_PER_LOOK = 16;
 
@@ -67,7 +68,7 @@ export class DecisionLogFollower {
     const present = new Set(names);
     for (const name of this.files.keys()) if (!present.has(name)) this.files.delete(name);
     this.backlogBytes = 0;
-    this.sliceMs = sliceMs();
+    this.sliceMs = runLimitMs();
     this.sliceStart = performance.now();
     for (const name of names) {
       let file = this.files.get(name);

@@ -164,7 +164,18 @@ export function createMetrics(options: { processMetrics: boolean } = { processMe
       registers: [registry],
     }),
     eventLoopDelay: eventLoopDelayGauge(registry),
-    threadNice: threadNiceGauge(registry, options.processMetrics ? 'main' : 'serving'),
+    // Linux keeps a nice value per thread: the main thread lowers its own below the serving threads', and a serving
+    // thread that replaced a dead one may be stuck at the main thread's (README, "Known limits").
+    threadNice: new Gauge({
+      name: 'rta_thread_nice',
+      help: 'Nice value of the main thread and the highest of the serving threads: a serving thread at the main thread\'s value loses its core to the others.',
+      labelNames: ['thread'] as const,
+      aggregator: 'max',
+      registers: [registry],
+      collect() {
+        this.set({ thread: options.processMetrics ? 'main' : 'serving' }, getPriority(0));
+      },
+    }),
     servingThreads: new Gauge({
       name: 'rta_serving_threads',
       help: 'Serving threads listening on the media port (app-per-thread mode).',
@@ -202,24 +213,6 @@ const INPUT_REFUSAL_REASONS = [
   'forbidden_address',
   'invalid_request',
 ];
-
-/**
- * The nice value of the thread that owns this registry (Linux keeps one per thread): the main thread lowers its own
- * below the serving threads', and a serving thread that replaced a dead one may be stuck at the main thread's
- * (README, "Known limits"). Across serving threads the highest is reported.
- */
-function threadNiceGauge(registry: Registry, role: 'main' | 'serving') {
-  return new Gauge({
-    name: 'rta_thread_nice',
-    help: 'Nice value of the main thread and the highest of the serving threads: a serving thread at the main thread\'s value loses its core to the others.',
-    labelNames: ['thread'] as const,
-    aggregator: 'max',
-    registers: [registry],
-    collect() {
-      this.set({ thread: role }, getPriority(0));
-    },
-  });
-}
 
 /**
  * Event-loop delay of the thread that owns this registry: the serving thread's own, which is what queues requests

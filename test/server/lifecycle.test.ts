@@ -1,10 +1,11 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { getPriority, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DECISIONS_ENV, REPO_ROOT, runEngineExpectingFailure, startEngine, type EngineProcess } from '../support/engine-process.js';
 import { RawConnection, rawPost } from '../support/raw-http.js';
+import { threadsOf } from '../support/threads.js';
 import { loadPersonas, manifestModelVersion, metricSum, requestFor, scrape, send, tencent } from '../support/rta-client.js';
 
 /**
@@ -78,21 +79,13 @@ describe('probes and metrics', () => {
 });
 
 describe('thread priorities', () => {
-  /** Each thread's nice value and the CPU it has used, from /proc (Linux). */
-  const tasks = (pid: number) =>
-    readdirSync(`/proc/${pid}/task`).map((tid) => {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return { tid: Number(tid), cpuTicks: Number(fields[11]) + Number(fields[12]), nice: Number(fields[16]) };
-    });
-
   // The engine starts at this process's priority, which its serving threads keep.
   test.skipIf(process.platform !== 'linux' || getPriority(0) >= 19)('the main thread yields to the serving threads: it runs at nice 19, the thread doing the requests at the priority the engine started with', async () => {
     const pid = engine.child.pid!;
-    const before = new Map(tasks(pid).map((t) => [t.tid, t.cpuTicks]));
+    const before = new Map(threadsOf(pid).map((t) => [t.tid, t.cpuTicks]));
     const request = requestFor(personas.prime_prospect[0]!);
     for (let i = 0; i < 40; i++) await Promise.all(Array.from({ length: 25 }, () => send(engine, tencent, request)));
-    const after = tasks(pid);
+    const after = threadsOf(pid);
     expect(after.find((t) => t.tid === pid)!.nice).toBe(19);
     const busiest = after.filter((t) => t.tid !== pid).sort((a, b) => b.cpuTicks - before.get(b.tid)! - (a.cpuTicks - before.get(a.tid)!))[0]!;
     expect(busiest.cpuTicks).toBeGreaterThan(before.get(busiest.tid)!);

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -9,6 +9,7 @@ import { loadProfileSchema } from '../../src/store/profile-schema.js';
 import { loadSnapshot } from '../../src/store/snapshot.js';
 import { freePort } from '../support/redis-server.js';
 import { REPO_ROOT } from '../support/engine-process.js';
+import { threadsOf } from '../support/threads.js';
 import { loadPersonas, metricSum, requestFor, tencent } from '../support/rta-client.js';
 
 /**
@@ -47,12 +48,6 @@ async function crashAndReplace(worker: Worker): Promise<void> {
 }
 
 const gauge = async (name: string) => metricSum(await metrics.registry.metrics(), name);
-
-/** A thread's nice value, from /proc (Linux). */
-function niceOf(tid: number): number {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-}
 
 async function served(): Promise<number> {
   const device = loadPersonas().prime_prospect[0]!;
@@ -110,14 +105,13 @@ describe('serving thread supervision', () => {
     'a replacement started after the starting thread lowered its priority (as the engine main thread does) serves at the priority it was given',
     async () => {
       const servingNice = getPriority(0);
-      const tids = () => new Set(readdirSync('/proc/self/task').map(Number));
-      const before = tids();
+      const before = new Set(threadsOf('self').map((t) => t.tid));
       setPriority(0, 10);
       try {
         await crashAndReplace(threads.workers[0]!);
-        const started = [...tids()].filter((tid) => !before.has(tid));
+        const started = threadsOf('self').filter((t) => !before.has(t.tid));
         expect(started.length).toBeGreaterThan(0);
-        for (const tid of started) expect(niceOf(tid), `thread ${tid}`).toBe(servingNice);
+        for (const t of started) expect(t.nice, `thread ${t.tid}`).toBe(servingNice);
         expect(getPriority(0)).toBe(10);
       } finally {
         setPriority(0, servingNice);
